@@ -1,0 +1,209 @@
+"""Value types that flow between the pipeline stages.
+
+Everything here is immutable plain data: the pure stages take these and
+return these, so they can be tested without a cluster or a remote.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Manifest = dict[str, Any]
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "gitopsd"
+TARGET_LABEL = "gitopsd.io/target"
+PRUNE_ANNOTATION = "gitopsd.io/prune"
+FIELD_MANAGER = "gitopsd"
+
+
+@dataclass(frozen=True, order=True)
+class ResourceKey:
+    """Identity of one object: group, kind, namespace ('' if cluster-scoped) and name."""
+
+    group: str
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        kind = f"{self.kind}.{self.group}" if self.group else self.kind
+        where = f"{self.namespace}/" if self.namespace else ""
+        return f"{kind} {where}{self.name}"
+
+    def as_dict(self) -> dict[str, str]:
+        """The key as the stable log fields `kind`, `namespace`, `name` (plus `group`)."""
+        return {
+            "group": self.group,
+            "kind": self.kind,
+            "namespace": self.namespace,
+            "name": self.name,
+        }
+
+
+def group_of(api_version: str) -> str:
+    """The API group of an apiVersion: '' for the core group ('v1')."""
+    return api_version.rpartition("/")[0]
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One declared file, by its path relative to the target's path."""
+
+    path: str
+    content: bytes
+
+
+@dataclass(frozen=True)
+class Revision:
+    """An exact commit of the declared state, and where it came from."""
+
+    commit: str
+    ref: str = ""
+    message: str = ""
+
+    @property
+    def short(self) -> str:
+        """The first 12 hex digits of the commit, for logs."""
+        return self.commit[:12]
+
+
+@dataclass(frozen=True)
+class DesiredObject:
+    """An object as Git declares it, with gitopsd's labels and namespace default applied."""
+
+    key: ResourceKey
+    manifest: Manifest
+    origin: str  # "path/in/tree.yaml#2": the file and the document's index
+
+    @property
+    def api_version(self) -> str:
+        return str(self.manifest["apiVersion"])
+
+
+@dataclass(frozen=True)
+class LiveObject:
+    """An object as the cluster holds it, as a raw dict straight from the API server."""
+
+    key: ResourceKey
+    manifest: Manifest
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        return self.manifest.get("metadata", {}).get("labels") or {}
+
+    @property
+    def annotations(self) -> Mapping[str, str]:
+        return self.manifest.get("metadata", {}).get("annotations") or {}
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One field that differs: its path, what Git declares and what is live.
+
+    Values of Secret data are already redacted here (see normalize.redact_secret).
+    """
+
+    path: str
+    desired: Any
+    live: Any
+
+
+@dataclass(frozen=True)
+class FieldOwner:
+    """Who last wrote a field, from managedFields."""
+
+    manager: str
+    operation: str
+    time: str
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """How one declared object differs from the live one."""
+
+    key: ResourceKey
+    missing: bool
+    changes: tuple[FieldChange, ...] = ()
+    owners: tuple[FieldOwner, ...] = ()
+
+    @property
+    def field_paths(self) -> tuple[str, ...]:
+        return tuple(change.path for change in self.changes)
+
+
+class StepKind(enum.Enum):
+    """What the plan does with one object."""
+
+    CREATE = "create"
+    APPLY = "apply"
+    RECREATE = "recreate"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True)
+class PlanStep:
+    """One write of the plan; `desired` is None for deletions."""
+
+    kind: StepKind
+    key: ResourceKey
+    desired: DesiredObject | None
+    drift: DriftReport | None = None
+    reason: str = ""  # "drift", "changed in git", "missing", "not declared"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The minimal, ordered set of writes that brings the cluster to Git's state."""
+
+    steps: tuple[PlanStep, ...] = ()
+    unchanged: tuple[ResourceKey, ...] = ()
+    ignored: tuple[DriftReport, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.steps
+
+
+class Action(enum.Enum):
+    """What happened to one object in a pass, as journaled."""
+
+    CREATED = "created"
+    CORRECTED = "corrected"
+    UPDATED = "updated"
+    RECREATED = "recreated"
+    PRUNED = "pruned"
+    UNCHANGED = "unchanged"
+    IGNORED = "ignored"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ChangeSetEntry:
+    """The outcome for one object."""
+
+    key: ResourceKey
+    action: Action
+    drift: DriftReport | None = None
+    error: str = ""
+    lost_managers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ChangeSet:
+    """Every outcome of one pass, in the order they happened."""
+
+    entries: tuple[ChangeSetEntry, ...] = field(default_factory=tuple)
+
+    @property
+    def failed(self) -> tuple[ChangeSetEntry, ...]:
+        return tuple(e for e in self.entries if e.action is Action.FAILED)
+
+    @property
+    def writes(self) -> int:
+        passive = {Action.UNCHANGED, Action.IGNORED, Action.SKIPPED, Action.FAILED}
+        return sum(1 for e in self.entries if e.action not in passive)
