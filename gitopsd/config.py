@@ -1,14 +1,20 @@
-"""Configuration: the frozen dataclasses every stage reads.
+"""Configuration: the frozen dataclasses every stage reads, and `load_config`.
 
-Loading and validation of the YAML file live in `load_config` (below); the
-dataclasses are the contract between the stages.
+The dataclasses are the contract between the stages. The generic part of
+reading YAML (key paths, suggestions, durations) lives in `gitopsd.configread`.
 """
 
 from __future__ import annotations
 
 import enum
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from gitopsd.configread import Section, read_document
+from gitopsd.errors import ConfigError
 
 
 class RefKind(enum.Enum):
@@ -29,6 +35,20 @@ class SecretRef:
 
     file: Path | None = None
     env: str | None = None
+
+    def read(self) -> str:
+        """The secret's value, trailing newline stripped; ConfigError if it cannot be read."""
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if value is None:
+                raise ConfigError(f"environment variable {self.env} is not set")
+            return value.rstrip("\r\n")
+        if self.file is None:
+            raise ConfigError("secret reference names neither a file nor a variable")
+        try:
+            return self.file.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(f"cannot read secret file {self.file}: {exc.strerror}") from exc
 
 
 @dataclass(frozen=True)
@@ -125,6 +145,8 @@ class Config:
     webhook: WebhookSettings | None = None
     log_level: str = "info"
     extra: dict[str, str] = field(default_factory=dict)
+    backoff_max_seconds: float = 300.0  # cap of the delay between retries of a failing target
+    stop_timeout_seconds: float = 30.0  # how long SIGTERM waits for a pass in progress
 
     def target(self, name: str) -> TargetSettings:
         """The target called `name`; KeyError when there is none."""
@@ -132,3 +154,204 @@ class Config:
             if target.name == name:
                 return target
         raise KeyError(name)
+
+
+_TOP_KEYS = {
+    "state_dir", "interval", "log_level", "backoff_max", "stop_timeout", "http", "webhook",
+    "targets",
+}  # fmt: skip
+_REF_KEYS = ("branch", "tag", "semver", "commit")
+_TARGET_KEYS = {
+    "name", "repo", *_REF_KEYS, "path", "kubeconfig", "context", "namespace", "prune",
+    "allow_empty", "recreate", "conflicts", "ignore", "inventory_namespace", "qps", "burst",
+    "concurrency", "interval", "ssh_key", "ssh_passphrase_file", "ssh_passphrase_env",
+    "known_hosts", "username", "password_file", "password_env", "timeout", "max_file_size",
+    "history", "verify",
+}  # fmt: skip
+# Keys people reach for when they mean to write a secret inline: refused with a pointer.
+_INLINE_SECRETS = {"password": "password", "token": "password", "ssh_passphrase": "ssh_passphrase"}
+_IGNORE_KEYS = {"kind", "group", "name", "namespace", "pointers"}
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+_URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@]*:[^/@]*@", re.IGNORECASE)
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate the YAML file at `path`; every ConfigError names the file and key."""
+    path = path.expanduser().resolve()
+    top = Section(read_document(path), file=path, where="", keys=_TOP_KEYS)
+    log_level = (top.text("log_level", "info") or "info").lower()
+    if log_level not in _LOG_LEVELS:
+        raise top.error(f"must be one of {', '.join(_LOG_LEVELS)}", key="log_level")
+    http = _http(top)
+    webhook = _webhook(top)
+    if webhook is not None and http is None:
+        raise top.error("needs the http listener: add an http section", key="webhook")
+    targets = tuple(_target(path, where, item) for where, item in top.items("targets"))
+    if not targets:
+        raise top.error("at least one target is required", key="targets")
+    _refuse_duplicates(top, targets)
+    return Config(
+        path=path,
+        state_dir=top.path("state_dir") or Path("/var/lib/gitopsd"),
+        interval_seconds=top.duration("interval", 60.0) or 60.0,
+        targets=targets,
+        http=http,
+        webhook=webhook,
+        log_level=log_level,
+        backoff_max_seconds=top.duration("backoff_max", 300.0) or 300.0,
+        stop_timeout_seconds=top.duration("stop_timeout", 30.0) or 30.0,
+    )
+
+
+def _http(top: Section) -> HttpSettings | None:
+    node = top.section("http", {"address", "port"})
+    if node is None:
+        return None
+    port = node.integer("port", 9100)
+    if port > 65535:
+        raise node.error("must be at most 65535", key="port")
+    return HttpSettings(address=node.text("address", "127.0.0.1") or "127.0.0.1", port=port)
+
+
+def _webhook(top: Section) -> WebhookSettings | None:
+    node = top.section("webhook", {"secret_file", "secret_env", "secret"})
+    if node is None:
+        return None
+    secret = _secret(node, "secret")
+    if secret is None:
+        raise node.error("needs secret_file or secret_env")
+    return WebhookSettings(secret=secret)
+
+
+def _secret(node: Section, stem: str) -> SecretRef | None:
+    """The `<stem>_file` or `<stem>_env` reference; an inline `<stem>` is refused."""
+    if node.has(stem):
+        raise node.error(
+            f"secrets are never written inline: use {stem}_file or {stem}_env", key=stem
+        )
+    file, env = node.path(f"{stem}_file"), node.text(f"{stem}_env")
+    if file is not None and env is not None:
+        raise node.error(f"give {stem}_file or {stem}_env, not both", key=f"{stem}_env")
+    return SecretRef(file=file, env=env) if file is not None or env is not None else None
+
+
+def _target(file: Path, where: str, item: Any) -> TargetSettings:
+    keys = _TARGET_KEYS | set(_INLINE_SECRETS)
+    node = Section(item, file=file, where=where, keys=keys)
+    for key, stem in _INLINE_SECRETS.items():
+        if node.has(key):
+            raise node.error(
+                f"secrets are never written inline: use {stem}_file or {stem}_env", key=key
+            )
+    name = node.required_text("name")
+    if not _DNS_LABEL.fullmatch(name):
+        raise node.error("must be lower-case letters, digits and '-', at most 63", key="name")
+    for key in ("namespace", "inventory_namespace"):
+        value = node.text(key)
+        if value is not None and not _DNS_LABEL.fullmatch(value):
+            raise node.error(f"{value!r} is not a valid namespace name", key=key)
+    return TargetSettings(
+        name=name,
+        source=_source(node, name),
+        cluster=ClusterSettings(
+            kubeconfig=node.path("kubeconfig"),
+            context=node.text("context"),
+            qps=node.number("qps", 50.0),
+            burst=node.integer("burst", 100),
+            concurrency=node.integer("concurrency", 8),
+        ),
+        namespace=node.text("namespace", "default") or "default",
+        prune=node.flag("prune", True),
+        allow_empty=node.flag("allow_empty", False),
+        recreate=node.flag("recreate", False),
+        conflicts=node.choice("conflicts", ConflictPolicy, ConflictPolicy.FORCE),
+        ignore=tuple(_ignore_rule(file, w, rule) for w, rule in node.items("ignore")),
+        inventory_namespace=node.text("inventory_namespace", "gitopsd-system") or "",
+        interval_seconds=node.duration("interval", None),
+    )
+
+
+def _source(node: Section, name: str) -> SourceSettings:
+    repo = node.required_text("repo")
+    if _URL_PASSWORD.match(repo):
+        raise node.error("must not carry a password: use password_file or password_env", key="repo")
+    refs = [key for key in _REF_KEYS if node.has(key)]
+    if len(refs) != 1:
+        found = f"; found {' and '.join(refs)}" if refs else ""
+        raise node.error(f"target {name!r} needs exactly one of {', '.join(_REF_KEYS)}{found}")
+    ref_kind = RefKind(refs[0])
+    ref = node.required_text(refs[0])
+    if ref_kind is RefKind.COMMIT and not _COMMIT.fullmatch(ref):
+        raise node.error("must be a full commit hash (40 hex digits)", key="commit")
+    password = _secret(node, "password")
+    username = node.text("username")
+    if password is not None and username is None:
+        raise node.error("password_file or password_env needs a username", key="username")
+    passphrase = _secret(node, "ssh_passphrase")
+    ssh_key = node.path("ssh_key")
+    if passphrase is not None and ssh_key is None:
+        raise node.error("an ssh passphrase needs ssh_key", key="ssh_key")
+    return SourceSettings(
+        repo=_local_repo(node, repo),
+        ref_kind=ref_kind,
+        ref=ref,
+        path=node.text("path", ".") or ".",
+        ssh_key=ssh_key,
+        ssh_passphrase=passphrase,
+        known_hosts=node.path("known_hosts"),
+        username=username,
+        password=password,
+        timeout_seconds=node.duration("timeout", 60.0) or 60.0,
+        max_file_bytes=node.size("max_file_size", 4 * 1024 * 1024),
+        history=node.choice("history", HistoryPolicy, HistoryPolicy.FOLLOW),
+        signature=_signature(node),
+    )
+
+
+def _local_repo(node: Section, repo: str) -> str:
+    """A relative local path is taken from the config file's folder; URLs stay as they are."""
+    if "://" in repo or re.match(r"^[^/]+:", repo) or Path(repo).is_absolute():
+        return repo
+    return str((node.file.parent / repo).resolve())
+
+
+def _signature(node: Section) -> SignatureSettings | None:
+    verify = node.section("verify", {"gpg_keyring", "ssh_allowed_signers"})
+    if verify is None:
+        return None
+    settings = SignatureSettings(
+        gpg_keyring=verify.path("gpg_keyring"),
+        ssh_allowed_signers=verify.path("ssh_allowed_signers"),
+    )
+    if (settings.gpg_keyring is None) == (settings.ssh_allowed_signers is None):
+        raise verify.error("needs exactly one of gpg_keyring, ssh_allowed_signers")
+    return settings
+
+
+def _ignore_rule(file: Path, where: str, item: Any) -> IgnoreRule:
+    node = Section(item, file=file, where=where, keys=_IGNORE_KEYS)
+    pointers = node.strings("pointers")
+    if not pointers:
+        raise node.error("needs at least one JSON pointer", key="pointers")
+    for pointer in pointers:
+        if not pointer.startswith("/"):
+            raise node.error(
+                f"{pointer!r} is not a JSON pointer (like /spec/replicas)", key="pointers"
+            )
+    return IgnoreRule(
+        kind=node.required_text("kind"),
+        pointers=pointers,
+        group=node.text("group"),
+        name=node.text("name"),
+        namespace=node.text("namespace"),
+    )
+
+
+def _refuse_duplicates(top: Section, targets: tuple[TargetSettings, ...]) -> None:
+    seen: set[str] = set()
+    for index, target in enumerate(targets):
+        if target.name in seen:
+            raise ConfigError(f"{top.file}: targets[{index}].name: {target.name!r} is used twice")
+        seen.add(target.name)

@@ -1,0 +1,222 @@
+"""Reading one YAML configuration document with precise, one-line errors.
+
+Every value is taken through a `Section`, which knows the file and the key path
+it came from, so an error reads `FILE: targets[0].interval: ...`. Keys a
+section does not know are refused with the closest valid key suggested.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterator
+from enum import Enum
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from gitopsd.errors import ConfigError
+
+E = TypeVar("E", bound=Enum)
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_SIZE = re.compile(r"(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB|K|M|G)?")
+_SIZE_UNITS = {
+    None: 1, "B": 1, "K": 1024, "KiB": 1024, "M": 1024**2, "MiB": 1024**2,
+    "G": 1024**3, "GiB": 1024**3, "KB": 1000, "MB": 1000**2, "GB": 1000**3,
+}  # fmt: skip
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in `30s`, `5m`, `1h30m`, `250ms`, `2d`; ValueError otherwise."""
+    text = text.strip()
+    if not text or _DURATION_PART.sub("", text):
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 5m, 1h)")
+    return sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
+
+
+def parse_size(text: str) -> int:
+    """Bytes in `4MiB`, `512KiB`, `1000000`; ValueError otherwise."""
+    match = _SIZE.fullmatch(text.strip())
+    if not match:
+        raise ValueError(f"not a size: {text!r} (use e.g. 4MiB, 512KiB)")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """The safe loader, refusing a key written twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            # Merge keys (`<<: *base`) may be overridden on purpose; only plain keys count.
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            if key_node.value in seen:
+                line = key_node.start_mark.line + 1
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key_node.value!r} is given twice (line {line})", None
+                )
+            seen.add(key_node.value)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_document(path: Path) -> Any:
+    """The parsed YAML at `path` (safe loading only); ConfigError on any failure."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read configuration: {exc.strerror}") from exc
+    try:
+        # _StrictLoader derives from SafeLoader: no arbitrary Python objects.
+        return yaml.load(text, Loader=_StrictLoader)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}: not valid YAML{line}: {problem}") from exc
+
+
+class Section:
+    """One mapping of the document, its key path, and the keys it accepts."""
+
+    def __init__(self, data: Any, *, file: Path, where: str, keys: set[str]) -> None:
+        self.file = file
+        self.where = where
+        if not isinstance(data, dict):
+            raise self.error(f"must be a mapping, not {_kind(data)}")
+        self.data: dict[str, Any] = data
+        for key in data:
+            if not isinstance(key, str) or key not in keys:
+                raise self.error(_unknown_key(key, keys), key=str(key))
+
+    def error(self, message: str, *, key: str | None = None) -> ConfigError:
+        """A ConfigError naming the file and the key path."""
+        return ConfigError(f"{self.file}: {self._path(key)}: {message}")
+
+    def _path(self, key: str | None) -> str:
+        if key is None:
+            return self.where or "top level"
+        return f"{self.where}.{key}" if self.where else key
+
+    def has(self, key: str) -> bool:
+        return self.data.get(key) is not None
+
+    def text(self, key: str, default: str | None = None) -> str | None:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise self.error(f"must be a string, not {_kind(value)}", key=key)
+        if not str(value).strip():
+            raise self.error("must not be empty", key=key)
+        return str(value)
+
+    def required_text(self, key: str) -> str:
+        value = self.text(key)
+        if value is None:
+            raise self.error("is required", key=key)
+        return value
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self.data.get(key, default)
+        if not isinstance(value, bool):
+            raise self.error(f"must be true or false, not {value!r}", key=key)
+        return value
+
+    def number(self, key: str, default: float, *, minimum: float = 0.0) -> float:
+        value = self.data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.error(f"must be a number, not {_kind(value)}", key=key)
+        if value <= minimum:
+            raise self.error(f"must be greater than {minimum:g}", key=key)
+        return float(value)
+
+    def integer(self, key: str, default: int) -> int:
+        value = self.data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise self.error(f"must be a whole number of at least 1, not {value!r}", key=key)
+        return value
+
+    def duration(self, key: str, default: float | None) -> float | None:
+        """Seconds from `30s`, `5m`, `1h` (a bare number means seconds)."""
+        value = self.data.get(key)
+        if value is None:
+            return default
+        try:
+            seconds = float(value) if _is_number(value) else parse_duration(str(value))
+        except ValueError as exc:
+            raise self.error(str(exc), key=key) from None
+        if seconds <= 0:
+            raise self.error("must be longer than zero", key=key)
+        return seconds
+
+    def size(self, key: str, default: int) -> int:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        try:
+            size = int(value) if _is_number(value) else parse_size(str(value))
+        except ValueError as exc:
+            raise self.error(str(exc), key=key) from None
+        if size <= 0:
+            raise self.error("must be larger than zero", key=key)
+        return size
+
+    def choice(self, key: str, enum: type[E], default: E) -> E:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        try:
+            return enum(value)
+        except ValueError:
+            allowed = ", ".join(str(m.value) for m in enum)
+            raise self.error(f"must be one of {allowed}, not {value!r}", key=key) from None
+
+    def path(self, key: str) -> Path | None:
+        """A file path; a relative one is taken from the configuration file's folder."""
+        value = self.text(key)
+        if value is None:
+            return None
+        return (self.file.parent / Path(value).expanduser()).resolve()
+
+    def section(self, key: str, keys: set[str]) -> Section | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        return Section(value, file=self.file, where=self._path(key), keys=keys)
+
+    def items(self, key: str) -> Iterator[tuple[str, Any]]:
+        """(key path, item) for each item of the list at `key`."""
+        value = self.data.get(key)
+        if value is None:
+            return
+        if not isinstance(value, list):
+            raise self.error(f"must be a list, not {_kind(value)}", key=key)
+        for index, item in enumerate(value):
+            yield f"{self._path(key)}[{index}]", item
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        result = []
+        for where, item in self.items(key):
+            if not isinstance(item, str) or not item:
+                raise ConfigError(f"{self.file}: {where}: must be a non-empty string")
+            result.append(item)
+        return tuple(result)
+
+
+def _unknown_key(key: object, keys: set[str]) -> str:
+    close = difflib.get_close_matches(str(key), sorted(keys), n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(sorted(keys))}"
+    return f"unknown key{hint}"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}
+    return names.get(type(value), "empty" if value is None else type(value).__name__)
