@@ -1,0 +1,243 @@
+"""Bring desired and live manifests to a comparable form, and hide Secret values.
+
+Drift means "a field Git declares has another value live": `project` cuts the
+live object down to the declared fields, `canonical` makes equivalent spellings
+equal, and `redact_secret` keeps Secret values out of everything shown.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from gitopsd.config import IgnoreRule
+from gitopsd.model import Manifest, ResourceKey
+from gitopsd.quantity import parse_quantity
+
+LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
+
+# Lists the API server merges item by item (patchMergeKey), with their merge keys in order
+# of preference. Every other list is atomic: an extra live item there is drift (an RBAC
+# subject added by hand must show), so they are compared index by index, extras included.
+KEYED_LISTS: Mapping[str, tuple[str, ...]] = {
+    "containers": ("name",),
+    "initContainers": ("name",),
+    "ephemeralContainers": ("name",),
+    "env": ("name",),
+    "volumes": ("name",),
+    "imagePullSecrets": ("name",),
+    "resourceClaims": ("name",),
+    "ports": ("containerPort", "port", "name"),
+    "volumeMounts": ("mountPath",),
+    "volumeDevices": ("devicePath",),
+    "hostAliases": ("ip",),
+}
+
+# Fields whose value is an int-or-string port: "80" and 80 are the same port.
+_PORT_FIELDS = frozenset({"port", "targetPort", "containerPort", "nodePort", "hostPort"})
+# Mappings whose values are all quantities (resources.limits, ResourceQuota spec.hard, ...).
+_QUANTITY_MAPS = frozenset({"limits", "requests", "hard", "capacity"})
+_QUANTITY_FIELDS = frozenset({"sizeLimit"})
+
+
+# --- ignore rules ---------------------------------------------------------------------
+
+
+def rule_matches(rule: IgnoreRule, key: ResourceKey) -> bool:
+    """Whether an ignore rule applies to the object `key`."""
+    return (
+        rule.kind == key.kind
+        and rule.group in (None, key.group)
+        and rule.name in (None, key.name)
+        and rule.namespace in (None, key.namespace)
+    )
+
+
+def parse_pointer(pointer: str) -> tuple[str, ...]:
+    """The reference tokens of an RFC 6901 JSON pointer ('' is the whole document)."""
+    if not pointer:
+        return ()
+    if not pointer.startswith("/"):
+        raise ValueError(f"JSON pointer {pointer!r} does not start with '/'")
+    return tuple(t.replace("~1", "/").replace("~0", "~") for t in pointer[1:].split("/"))
+
+
+def strip_ignored(manifest: Manifest, key: ResourceKey, rules: Sequence[IgnoreRule]) -> Manifest:
+    """The manifest without the fields that matching rules' JSON pointers name."""
+    result: Any = manifest
+    for rule in rules:
+        if rule_matches(rule, key):
+            for pointer in rule.pointers:
+                tokens = parse_pointer(pointer)
+                if tokens:
+                    result = _without(result, tokens)
+    return dict(result)
+
+
+def _without(value: Any, tokens: tuple[str, ...]) -> Any:
+    """`value` minus the field at `tokens`, copying only along the path."""
+    head, rest = tokens[0], tokens[1:]
+    if isinstance(value, Mapping):
+        if head not in value:
+            return value
+        copy = dict(value)
+        if rest:
+            copy[head] = _without(value[head], rest)
+        else:
+            del copy[head]
+        return copy
+    if isinstance(value, list) and head.isdigit() and int(head) < len(value):
+        index = int(head)
+        items = list(value)
+        if rest:
+            items[index] = _without(value[index], rest)
+        else:
+            del items[index]
+        return items
+    return value
+
+
+# --- Secrets ----------------------------------------------------------------------------
+
+
+def redacted(raw: bytes) -> str:
+    """The stand-in for a secret value: a short hash, so a change shows but the value never."""
+    return f"<redacted sha256:{hashlib.sha256(raw).hexdigest()[:8]}>"
+
+
+def _decoded(value: Any) -> bytes:
+    if isinstance(value, str):
+        try:
+            return base64.b64decode(value, validate=False)
+        except (binascii.Error, ValueError):
+            return value.encode()
+    return str(value).encode()
+
+
+def redact_secret(manifest: Manifest) -> Manifest:
+    """For a Secret, a copy with every data/stringData value redacted; other kinds unchanged."""
+    if manifest.get("kind") != "Secret":
+        return manifest
+    result = dict(manifest)
+    if isinstance(manifest.get("data"), Mapping):
+        result["data"] = {k: redacted(_decoded(v)) for k, v in manifest["data"].items()}
+    if isinstance(manifest.get("stringData"), Mapping):
+        result["stringData"] = {k: redacted(str(v).encode()) for k, v in manifest["stringData"].items()}
+    metadata = manifest.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    # kubectl apply leaves the whole Secret, values in clear, in this annotation.
+    if isinstance(annotations, Mapping) and LAST_APPLIED_ANNOTATION in annotations:
+        assert isinstance(metadata, Mapping)
+        result["metadata"] = {
+            **metadata,
+            "annotations": {**annotations, LAST_APPLIED_ANNOTATION: "<redacted>"},
+        }
+    return result
+
+
+def secret_string_data_to_data(manifest: Manifest) -> Manifest:
+    """A Secret as the API server stores it: stringData merged into base64 data, data re-encoded."""
+    if manifest.get("kind") != "Secret":
+        return manifest
+    data = manifest.get("data")
+    string_data = manifest.get("stringData")
+    if not isinstance(data, Mapping) and not isinstance(string_data, Mapping):
+        return manifest
+    merged = {k: _reencoded(v) for k, v in data.items()} if isinstance(data, Mapping) else {}
+    if isinstance(string_data, Mapping):
+        for name, value in string_data.items():
+            merged[name] = base64.b64encode(str(value).encode()).decode()
+    result = {k: v for k, v in manifest.items() if k != "stringData"}
+    result["data"] = merged
+    return result
+
+
+def _reencoded(value: Any) -> Any:
+    # Base64 spelled with line breaks or without padding is the same bytes.
+    if not isinstance(value, str):
+        return value
+    try:
+        return base64.b64encode(base64.b64decode(value, validate=False)).decode()
+    except (binascii.Error, ValueError):
+        return value
+
+
+# --- projection -------------------------------------------------------------------------
+
+
+def merge_key(field: str, items: Sequence[Any]) -> str | None:
+    """The key that identifies the items of the keyed list `field`, or None (compare by index)."""
+    if not items or not all(isinstance(item, Mapping) for item in items):
+        return None
+    for key in KEYED_LISTS.get(field, ()):
+        ids = [item_id(item, key) for item in items]
+        if None not in ids and len(set(ids)) == len(ids):
+            return key
+    return None
+
+
+def item_id(item: Mapping[str, Any], key: str) -> str | None:
+    """How an item of a keyed list is named: str() so that port "80" and 80 match."""
+    value = item.get(key)
+    return None if value is None else str(value)
+
+
+def project(desired: Manifest, live: Manifest) -> Manifest:
+    """The part of `live` at exactly the paths `desired` declares."""
+    return dict(_project(desired, live, ""))
+
+
+def _project(desired: Any, live: Any, field: str) -> Any:
+    if isinstance(desired, Mapping) and isinstance(live, Mapping):
+        return {k: _project(v, live[k], k) for k, v in desired.items() if k in live}
+    if isinstance(desired, list) and isinstance(live, list):
+        key = merge_key(field, desired)
+        if key is None:
+            # Atomic list: the server replaces it whole, so live items beyond Git's count.
+            pairs = [_project(d, v, "") for d, v in zip(desired, live, strict=False)]
+            return pairs + live[len(desired) :]
+        by_id = {item_id(v, key): v for v in live if isinstance(v, Mapping)}
+        return [
+            _project(d, by_id[item_id(d, key)], "")
+            for d in desired
+            if item_id(d, key) in by_id
+        ]
+    return live
+
+
+# --- canonical form ---------------------------------------------------------------------
+
+
+def canonical(value: Any) -> Any:
+    """`value` with equivalent spellings made equal: quantities, ports, integral floats, empties."""
+    return _canonical(value, "")
+
+
+def _canonical(value: Any, field: str) -> Any:
+    if isinstance(value, Mapping):
+        result = {}
+        for key, item in value.items():
+            if field in _QUANTITY_MAPS or key in _QUANTITY_FIELDS:
+                item = _quantity(item)
+            else:
+                item = _canonical(item, key)
+            # The server drops null and empty fields, so declaring them is no difference.
+            if item is None or item == {} or item == []:
+                continue
+            result[key] = item
+        return result
+    if isinstance(value, list):
+        return [_canonical(item, "") for item in value]
+    if field in _PORT_FIELDS and isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value) if str(int(value)) == value else value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _quantity(value: Any) -> Any:
+    parsed = parse_quantity(value)
+    return value if parsed is None else parsed
