@@ -98,13 +98,9 @@ def _keyed(desired: Any, live: Any, field: str = "") -> tuple[Any, Any]:
     return desired, live
 
 
-def _changes(
-    want: Any, have: Any, shown_want: Any, shown_have: Any
-) -> tuple[FieldChange, ...]:
+def _changes(want: Any, have: Any, shown_want: Any, shown_have: Any) -> tuple[FieldChange, ...]:
     """One FieldChange per differing path; values taken from the redacted, uncanonical forms."""
-    tree = DeepDiff(
-        want, have, view="tree", threshold_to_diff_deeper=0, zip_ordered_iterables=True
-    )
+    tree = DeepDiff(want, have, view="tree", threshold_to_diff_deeper=0, zip_ordered_iterables=True)
     result = {}
     for levels in tree.values():
         for level in levels:
@@ -118,12 +114,12 @@ def _changes(
 
 def _lookup(value: Any, segments: Sequence[Any]) -> Any:
     for segment in segments:
-        if isinstance(value, Mapping) and segment in value:
-            value = value[segment]
-        elif isinstance(value, list) and isinstance(segment, int) and segment < len(value):
-            value = value[segment]
-        else:
+        found = (isinstance(value, Mapping) and segment in value) or (
+            isinstance(value, list) and isinstance(segment, int) and segment < len(value)
+        )
+        if not found:
             return None
+        value = value[segment]
     return value
 
 
@@ -218,7 +214,7 @@ def _keyed_entry(node: Mapping[str, Any], key: str, value: str) -> Any:
 
 
 def object_diff_text(desired: Manifest | None, live: Manifest | None, name: str) -> str:
-    """A unified diff of the YAML (live, then desired), Secret values redacted, like kubectl diff."""
+    """A unified diff of the YAML, live then desired, Secret values redacted (like kubectl diff)."""
     want = comparable(desired) if desired is not None else None
     if live is None:
         have = None

@@ -104,5 +104,9 @@ class OwnershipError(ReconcileError):
     """An object is declared by two targets."""
 
 
+class InventoryError(ReconcileError):
+    """The stored inventory cannot be read; pruning from it would be guesswork."""
+
+
 class LockError(GitopsdError):
     """Another gitopsd holds the lock on the state directory."""

@@ -162,6 +162,9 @@ class Plan:
     steps: tuple[PlanStep, ...] = ()
     unchanged: tuple[ResourceKey, ...] = ()
     ignored: tuple[DriftReport, ...] = ()
+    # Undeclared objects prune leaves alone: not labelled as this target's, or annotated
+    # `gitopsd.io/prune: disabled`, or every deletion when the render is empty.
+    kept: tuple[ResourceKey, ...] = ()
 
     @property
     def empty(self) -> bool:

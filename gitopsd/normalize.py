@@ -125,7 +125,9 @@ def redact_secret(manifest: Manifest) -> Manifest:
     if isinstance(manifest.get("data"), Mapping):
         result["data"] = {k: redacted(_decoded(v)) for k, v in manifest["data"].items()}
     if isinstance(manifest.get("stringData"), Mapping):
-        result["stringData"] = {k: redacted(str(v).encode()) for k, v in manifest["stringData"].items()}
+        result["stringData"] = {
+            k: redacted(str(v).encode()) for k, v in manifest["stringData"].items()
+        }
     metadata = manifest.get("metadata")
     annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
     # kubectl apply leaves the whole Secret, values in clear, in this annotation.
@@ -201,9 +203,7 @@ def _project(desired: Any, live: Any, field: str) -> Any:
             return pairs + live[len(desired) :]
         by_id = {item_id(v, key): v for v in live if isinstance(v, Mapping)}
         return [
-            _project(d, by_id[item_id(d, key)], "")
-            for d in desired
-            if item_id(d, key) in by_id
+            _project(d, by_id[item_id(d, key)], "") for d in desired if item_id(d, key) in by_id
         ]
     return live
 
