@@ -32,7 +32,7 @@ def parse_quantity(value: object) -> Fraction | None:
     number = Fraction(match["number"])
     suffix = match["suffix"] or ""
     if suffix in _BINARY:
-        return number * 1024 ** _BINARY[suffix]
+        return number * Fraction(1024) ** _BINARY[suffix]
     if suffix in _DECIMAL:
         return number * Fraction(10) ** _DECIMAL[suffix]
     if suffix:

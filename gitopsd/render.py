@@ -124,6 +124,8 @@ def _load_yaml(path: str, text: str) -> Iterator[tuple[int, Any]]:
         while loader.check_node():
             node = loader.get_node()
             index += 1
+            if node is None:
+                continue
             _check_size(node, f"{path} document {index}")
             data = _plain(loader.construct_document(node), f"{path} document {index}")
             if data is not None:
