@@ -1,0 +1,1 @@
+"""Adapters: how the core reaches a live system. Only these touch a cluster."""

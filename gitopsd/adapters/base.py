@@ -1,0 +1,93 @@
+"""The interface the core calls to reach a target system.
+
+Small on purpose: another target (a different orchestrator, a fake for
+experiments) implements these methods and nothing in the core changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from gitopsd.model import LiveObject, Manifest, ResourceKey
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    """What discovery says about one kind."""
+
+    group: str
+    version: str
+    kind: str
+    plural: str
+    namespaced: bool
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """The object as the server returned it, and managers that lost fields to us."""
+
+    manifest: Manifest
+    lost_managers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """What a target owns, and a hash of the manifest last applied for each object."""
+
+    keys: frozenset[ResourceKey] = frozenset()
+    applied_hashes: Mapping[ResourceKey, str] = field(default_factory=dict)
+    revision: str = ""
+    # What the target declared at its last pass, even a refused one: lets another
+    # target see a clash on an object neither owns yet.
+    claims: frozenset[ResourceKey] = frozenset()
+
+
+class ClusterAdapter(Protocol):
+    """Reads and writes one cluster on behalf of the reconcile pass."""
+
+    def kind_info(self, api_version: str, kind: str) -> KindInfo | None:
+        """Discovery for one kind; refreshes once when the kind is unknown; None if absent."""
+
+    def kind_by_group(self, group: str, kind: str) -> KindInfo | None:
+        """Discovery by group and kind, at the server's preferred version."""
+
+    def list_owned(self, info: KindInfo, target: str) -> list[LiveObject]:
+        """Every object of one kind labelled as owned by `target`, in one list call."""
+
+    def list_all(self, info: KindInfo, namespaces: Iterable[str]) -> list[LiveObject]:
+        """Every object of one kind in the namespaces (all of them if cluster-scoped)."""
+
+    def get(self, info: KindInfo, key: ResourceKey) -> LiveObject | None:
+        """One object, or None when it does not exist."""
+
+    def apply(self, manifest: Manifest, *, dry_run: bool, force: bool) -> ApplyResult:
+        """Server-side apply as gitopsd; `force` takes fields from other managers."""
+
+    def delete(self, info: KindInfo, key: ResourceKey) -> None:
+        """Delete one object; an object already gone is success."""
+
+    def wait_established(self, crd_name: str, timeout: float) -> None:
+        """Wait until a CustomResourceDefinition is Established, then refresh discovery."""
+
+    def load_inventory(self, target: str) -> Inventory:
+        """The inventory stored in the cluster for `target`; empty when none."""
+
+    def other_inventories(self, target: str) -> Mapping[str, frozenset[ResourceKey]]:
+        """Inventories of every other target stored in the same cluster."""
+
+    def save_inventory(self, target: str, inventory: Inventory) -> None:
+        """Store the inventory for `target`."""
+
+    def request_counts(self) -> Mapping[str, int]:
+        """Requests made so far, by verb, for reports and benchmarks."""
+
+
+def namespaces_of(keys: Sequence[ResourceKey]) -> set[str]:
+    """The namespaces a set of keys lives in ('' for cluster-scoped ones excluded)."""
+    return {key.namespace for key in keys if key.namespace}

@@ -1,0 +1,76 @@
+"""Turn an API server's error answer into gitopsd's ClusterError family.
+
+Pure: takes the status code and the decoded Status body, so the mapping is
+unit-tested without a server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gitopsd.errors import (
+    ClusterError,
+    ConflictError,
+    ForbiddenError,
+    ImmutableFieldError,
+    InvalidObjectError,
+    NotFoundError,
+    UnavailableError,
+)
+
+_IMMUTABLE_MARKERS = ("field is immutable", "is immutable", "may not change once set")
+
+
+def cluster_error(status: int, body: Any, what: str) -> ClusterError:
+    """The ClusterError for one failed request; `what` names the object or request."""
+    message = _status_message(body) or f"HTTP {status}"
+    text = f"{what}: {message}"
+    if status == 404:
+        return NotFoundError(text, status=status)
+    if status == 409:
+        return ConflictError(text, status=status)
+    if status in (401, 403):
+        return ForbiddenError(f"{text} (grant gitopsd's credentials this permission)", status=status)
+    if status in (400, 422):
+        if any(marker in message for marker in _IMMUTABLE_MARKERS):
+            return ImmutableFieldError(
+                f"{text} (set `recreate: true` on the target to delete and recreate it)",
+                status=status,
+            )
+        return InvalidObjectError(text, status=status)
+    if status == 429 or status >= 500:
+        return UnavailableError(text, status=status)
+    return ClusterError(text, status=status)
+
+
+def _status_message(body: Any) -> str:
+    if isinstance(body, dict):
+        return " ".join(str(body.get("message", "")).split())
+    return ""
+
+
+def retry_after_seconds(headers: Any, body: Any, default: float) -> float:
+    """How long the server asked us to wait: Retry-After, then details.retryAfterSeconds."""
+    header = headers.get("Retry-After") if headers is not None else None
+    if header:
+        try:
+            return max(float(header), 0.0)
+        except ValueError:
+            pass
+    if isinstance(body, dict):
+        seconds = (body.get("details") or {}).get("retryAfterSeconds")
+        if isinstance(seconds, int | float):
+            return float(seconds)
+    return default
+
+
+def conflict_managers(body: Any) -> tuple[str, ...]:
+    """The managers named in a server-side apply conflict (409) answer."""
+    causes = ((body or {}).get("details") or {}).get("causes") or []
+    managers = []
+    for cause in causes:
+        message = str(cause.get("message", ""))
+        # 'conflict with "kubectl-edit" using apps/v1'
+        if 'conflict with "' in message:
+            managers.append(message.split('conflict with "', 1)[1].split('"', 1)[0])
+    return tuple(sorted(set(managers)))

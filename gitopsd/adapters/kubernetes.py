@@ -1,0 +1,391 @@
+"""The Kubernetes adapter: the only module that imports the `kubernetes` package.
+
+It speaks REST through the client's ApiClient and keeps every object a raw
+dict (deserialising into the generated model classes costs about ten times a
+JSON parse). Kinds come from aggregated discovery, two requests for the whole
+server, so any kind works, custom resources included.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import quote
+
+import urllib3
+from kubernetes import client, config
+
+from gitopsd import inventory as inventory_codec
+from gitopsd.adapters.base import ApplyResult, Inventory, KindInfo
+from gitopsd.adapters.kube_errors import cluster_error, retry_after_seconds
+from gitopsd.config import ClusterSettings
+from gitopsd.errors import ClusterError, NotFoundError, UnavailableError
+from gitopsd.model import (
+    FIELD_MANAGER,
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+    TARGET_LABEL,
+    LiveObject,
+    Manifest,
+    ResourceKey,
+    group_of,
+)
+
+DISCOVERY_ACCEPT = (
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
+)
+INVENTORY_LABEL = "gitopsd.io/inventory-of"
+_HASHES_KEY = "applied-hashes.json"
+_REVISION_KEY = "revision"
+_CLAIMS_KEY = "claims.json"
+_RETRIES = 5
+
+
+class RateLimiter:
+    """A token bucket: at most `qps` requests a second on average, `burst` at once."""
+
+    def __init__(self, qps: float, burst: int) -> None:
+        self._rate, self._capacity = qps, float(max(burst, 1))
+        self._tokens, self._stamp = self._capacity, time.monotonic()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        if self._rate <= 0:
+            return
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self._capacity, self._tokens + (now - self._stamp) * self._rate)
+            self._stamp = now
+            self._tokens -= 1
+            wait = -self._tokens / self._rate if self._tokens < 0 else 0.0
+        if wait:
+            time.sleep(wait)
+
+
+def _configuration(settings: ClusterSettings) -> client.Configuration:
+    configuration = client.Configuration()
+    if settings.kubeconfig is not None:
+        config.load_kube_config(
+            config_file=str(settings.kubeconfig),
+            context=settings.context,
+            client_configuration=configuration,
+        )
+    else:
+        config.load_incluster_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = max(settings.concurrency, 4)
+    return configuration
+
+
+class KubernetesAdapter:
+    """ClusterAdapter for one Kubernetes cluster."""
+
+    def __init__(self, settings: ClusterSettings, inventory_namespace: str) -> None:
+        try:
+            self._api = client.ApiClient(_configuration(settings))
+        except (config.ConfigException, OSError) as error:
+            where = settings.kubeconfig or "the in-cluster service account"
+            raise ClusterError(f"cannot load cluster credentials from {where}: {error}") from error
+        self._limiter = RateLimiter(settings.qps, settings.burst)
+        self._inventory_namespace = inventory_namespace
+        self._kinds: dict[tuple[str, str], list[KindInfo]] | None = None
+        self._counts: Counter[str] = Counter()
+        self._counts_lock = threading.Lock()
+
+    def close(self) -> None:
+        self._api.close()
+
+    # -- requests ---------------------------------------------------------
+
+    def _request(
+        self,
+        verb: str,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        accept: str = "application/json",
+        what: str = "",
+    ) -> Any:
+        """One REST call with rate limiting and Retry-After-aware retries; returns parsed JSON."""
+        headers = {"Accept": accept, "Content-Type": content_type}
+        payload = json.dumps(body) if body is not None else None
+        for attempt in range(_RETRIES):
+            self._limiter.acquire()
+            with self._counts_lock:
+                self._counts[verb] += 1
+            status, data, response_headers = self._send(method, path, query, headers, payload)
+            if 200 <= status < 300:
+                return json.loads(data) if data else None
+            parsed = _parse(data)
+            error = cluster_error(status, parsed, what or f"{method} {path}")
+            if not error.retryable or attempt == _RETRIES - 1:
+                raise error
+            time.sleep(retry_after_seconds(response_headers, parsed, min(0.2 * 2**attempt, 5)))
+        raise AssertionError("unreachable")
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]] | None,
+        headers: dict[str, str],
+        payload: str | None,
+    ) -> tuple[int, bytes, Any]:
+        url = self._api.configuration.host + path
+        if query:
+            url += "?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in query)
+        auth_headers = dict(headers)
+        self._api.update_params_for_auth(auth_headers, [], ["BearerToken"], url, method, payload)
+        try:
+            response = self._api.rest_client.request(
+                method, url, headers=auth_headers, body=payload, _request_timeout=60
+            )
+            return response.status, response.read(), response.headers
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            host = self._api.configuration.host
+            raise UnavailableError(f"cannot reach the API server at {host}: {error}") from error
+
+    def request_counts(self) -> Mapping[str, int]:
+        with self._counts_lock:
+            return dict(self._counts)
+
+    # -- discovery --------------------------------------------------------
+
+    def _discover(self) -> dict[tuple[str, str], list[KindInfo]]:
+        kinds: dict[tuple[str, str], list[KindInfo]] = {}
+        for root in ("/api", "/apis"):
+            listing = self._request("discovery", "GET", root, accept=DISCOVERY_ACCEPT)
+            for group in listing.get("items", []):
+                for version in group.get("versions", []):
+                    for resource in version.get("resources", []):
+                        info = _kind_info(group, version, resource)
+                        kinds.setdefault((info.group, info.kind), []).append(info)
+        return kinds
+
+    def _kind_table(self) -> dict[tuple[str, str], list[KindInfo]]:
+        if self._kinds is None:
+            self._kinds = self._discover()
+        return self._kinds
+
+    def refresh_discovery(self) -> None:
+        self._kinds = self._discover()
+
+    def kind_info(self, api_version: str, kind: str) -> KindInfo | None:
+        group, _, version = api_version.rpartition("/")
+        for refresh in (False, True):
+            if refresh:
+                self.refresh_discovery()
+            for info in self._kind_table().get((group, kind), []):
+                if info.version == version:
+                    return info
+        return None
+
+    def kind_by_group(self, group: str, kind: str) -> KindInfo | None:
+        for refresh in (False, True):
+            if refresh:
+                self.refresh_discovery()
+            versions = self._kind_table().get((group, kind))
+            if versions:
+                return versions[0]
+        return None
+
+    # -- reads ------------------------------------------------------------
+
+    def list_owned(self, info: KindInfo, target: str) -> list[LiveObject]:
+        selector = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{TARGET_LABEL}={target}"
+        return self._list(_collection_path(info, ""), info, [("labelSelector", selector)])
+
+    def list_all(self, info: KindInfo, namespaces: Iterable[str]) -> list[LiveObject]:
+        if not info.namespaced:
+            return self._list(_collection_path(info, ""), info, [])
+        found: list[LiveObject] = []
+        for namespace in sorted(set(namespaces)):
+            found += self._list(_collection_path(info, namespace), info, [])
+        return found
+
+    def _list(self, path: str, info: KindInfo, query: list[tuple[str, str]]) -> list[LiveObject]:
+        objects: list[LiveObject] = []
+        token = ""
+        while True:
+            page = self._request(
+                "list", "GET", path, query=[*query, ("limit", "2000")] + _continue(token),
+                what=f"list {info.kind}",
+            )  # fmt: skip
+            for item in page.get("items", []):
+                item.setdefault("apiVersion", info.api_version)
+                item.setdefault("kind", info.kind)
+                objects.append(LiveObject(_key_of(item, info.group), item))
+            token = (page.get("metadata") or {}).get("continue") or ""
+            if not token:
+                return objects
+
+    def get(self, info: KindInfo, key: ResourceKey) -> LiveObject | None:
+        try:
+            item = self._request("get", "GET", _object_path(info, key), what=str(key))
+        except NotFoundError:
+            return None
+        return LiveObject(key, item)
+
+    # -- writes -----------------------------------------------------------
+
+    def apply(self, manifest: Manifest, *, dry_run: bool, force: bool) -> ApplyResult:
+        api_version, kind = manifest["apiVersion"], manifest["kind"]
+        info = self.kind_info(api_version, kind)
+        key = _key_of(manifest, group_of(api_version))
+        if info is None:
+            raise NotFoundError(f"{key}: the server has no kind {kind} in {api_version}")
+        query = [("fieldManager", FIELD_MANAGER), ("fieldValidation", "Strict")]
+        if force:
+            query.append(("force", "true"))
+        if dry_run:
+            query.append(("dryRun", "All"))
+        verb = "dry-run-apply" if dry_run else "apply"
+        result = self._request(
+            verb, "PATCH", _object_path(info, key), query=query, body=manifest,
+            content_type="application/apply-patch+yaml", what=str(key),
+        )  # fmt: skip
+        return ApplyResult(result)
+
+    def delete(self, info: KindInfo, key: ResourceKey) -> None:
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        try:
+            self._request("delete", "DELETE", _object_path(info, key), body=body, what=str(key))
+        except NotFoundError:
+            pass  # already gone: what we wanted
+
+    def wait_established(self, crd_name: str, timeout: float) -> None:
+        info = self.kind_by_group("apiextensions.k8s.io", "CustomResourceDefinition")
+        assert info is not None, "every API server serves CustomResourceDefinitions"
+        key = ResourceKey("apiextensions.k8s.io", "CustomResourceDefinition", "", crd_name)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            live = self.get(info, key)
+            conditions = ((live.manifest.get("status") or {}).get("conditions") or []) if live else []
+            if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
+                self.refresh_discovery()
+                return
+            time.sleep(0.2)
+        raise ClusterError(f"{key}: not Established after {timeout:.0f}s", retryable=True)
+
+    # -- inventory --------------------------------------------------------
+
+    def load_inventory(self, target: str) -> Inventory:
+        info = self._configmap_kind()
+        key = ResourceKey("", "ConfigMap", self._inventory_namespace, _inventory_name(target))
+        live = self.get(info, key)
+        if live is None:
+            return Inventory()
+        return _decode_inventory(live.manifest.get("data") or {})
+
+    def other_inventories(self, target: str) -> Mapping[str, frozenset[ResourceKey]]:
+        info = self._configmap_kind()
+        path = _collection_path(info, self._inventory_namespace)
+        found: dict[str, frozenset[ResourceKey]] = {}
+        for live in self._list(path, info, [("labelSelector", INVENTORY_LABEL)]):
+            owner = live.labels.get(INVENTORY_LABEL, "")
+            if owner and owner != target:
+                stored = _decode_inventory(live.manifest.get("data") or {})
+                found[owner] = stored.keys | stored.claims
+        return found
+
+    def save_inventory(self, target: str, inventory: Inventory) -> None:
+        namespace = {"apiVersion": "v1", "kind": "Namespace",
+                     "metadata": {"name": self._inventory_namespace}}  # fmt: skip
+        if self.get(self._kind("v1", "Namespace"), _key_of(namespace, "")) is None:
+            self.apply(namespace, dry_run=False, force=True)
+        body = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": _inventory_name(target),
+                "namespace": self._inventory_namespace,
+                "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, INVENTORY_LABEL: target},
+            },
+            "data": _encode_inventory(inventory),
+        }
+        self.apply(body, dry_run=False, force=True)
+
+    def _configmap_kind(self) -> KindInfo:
+        return self._kind("v1", "ConfigMap")
+
+    def _kind(self, api_version: str, kind: str) -> KindInfo:
+        info = self.kind_info(api_version, kind)
+        if info is None:
+            raise ClusterError(f"the API server does not serve {api_version} {kind}")
+        return info
+
+
+def _kind_info(group: dict[str, Any], version: dict[str, Any], resource: dict[str, Any]) -> KindInfo:
+    kind = resource.get("responseKind") or {}
+    return KindInfo(
+        group=(group.get("metadata") or {}).get("name", ""),
+        version=version["version"],
+        kind=kind.get("kind", ""),
+        plural=resource["resource"],
+        namespaced=resource.get("scope") == "Namespaced",
+    )
+
+
+def _key_of(manifest: Manifest, group: str) -> ResourceKey:
+    metadata = manifest.get("metadata") or {}
+    return ResourceKey(group, manifest["kind"], metadata.get("namespace", ""), metadata["name"])
+
+
+def _prefix(info: KindInfo) -> str:
+    return f"/apis/{info.group}/{info.version}" if info.group else f"/api/{info.version}"
+
+
+def _collection_path(info: KindInfo, namespace: str) -> str:
+    if info.namespaced and namespace:
+        return f"{_prefix(info)}/namespaces/{namespace}/{info.plural}"
+    return f"{_prefix(info)}/{info.plural}"
+
+
+def _object_path(info: KindInfo, key: ResourceKey) -> str:
+    return f"{_collection_path(info, key.namespace)}/{quote(key.name, safe='')}"
+
+
+def _continue(token: str) -> list[tuple[str, str]]:
+    return [("continue", token)] if token else []
+
+
+def _parse(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return {"message": data.decode(errors="replace")[:200]}
+
+
+def _inventory_name(target: str) -> str:
+    return f"gitopsd-inventory-{target}"
+
+
+def _encode_inventory(inventory: Inventory) -> dict[str, str]:
+    data = dict(inventory_codec.encode(inventory.keys))
+    hashes = [[*_key_tuple(key), digest] for key, digest in sorted(inventory.applied_hashes.items())]
+    data[_HASHES_KEY] = json.dumps(hashes, separators=(",", ":"))
+    data[_REVISION_KEY] = inventory.revision
+    data[_CLAIMS_KEY] = json.dumps(sorted(_key_tuple(key) for key in inventory.claims))
+    return data
+
+
+def _decode_inventory(data: Mapping[str, str]) -> Inventory:
+    keys = inventory_codec.decode(
+        {k: v for k, v in data.items() if k not in (_HASHES_KEY, _REVISION_KEY, _CLAIMS_KEY)}
+    )
+    claims = frozenset(ResourceKey(*key) for key in json.loads(data.get(_CLAIMS_KEY) or "[]"))
+    hashes = {
+        ResourceKey(group, kind, namespace, name): digest
+        for group, kind, namespace, name, digest in json.loads(data.get(_HASHES_KEY) or "[]")
+    }
+    return Inventory(keys, hashes, data.get(_REVISION_KEY, ""), claims)
+
+
+def _key_tuple(key: ResourceKey) -> tuple[str, str, str, str]:
+    return (key.group, key.kind, key.namespace, key.name)

@@ -1,0 +1,139 @@
+"""The drift journal: every pass and every drift, in SQLite under the state directory.
+
+History must survive restarts and be queryable (`gitopsd history`), so it is
+a file, not a log stream. Values arrive already redacted (see normalize).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+from gitopsd.model import ChangeSetEntry
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS passes (
+    id INTEGER PRIMARY KEY,
+    target TEXT NOT NULL,
+    revision TEXT,
+    outcome TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    duration_seconds REAL NOT NULL,
+    writes INTEGER NOT NULL,
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS drifts (
+    id INTEGER PRIMARY KEY,
+    pass_id INTEGER REFERENCES passes(id),
+    target TEXT NOT NULL,
+    revision TEXT,
+    time REAL NOT NULL,
+    "group" TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    action TEXT NOT NULL,
+    fields TEXT NOT NULL,
+    managers TEXT NOT NULL,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS passes_target_time ON passes (target, started_at);
+CREATE INDEX IF NOT EXISTS drifts_target_time ON drifts (target, time);
+"""
+
+
+class Journal:
+    """Append-only record of passes and drifts."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, state_dir: Path) -> Journal:
+        """Open (creating if needed) `journal.sqlite` in the state directory."""
+        state_dir.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(state_dir / "journal.sqlite", check_same_thread=False)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.executescript(_SCHEMA)
+        return cls(connection)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def record_pass(
+        self,
+        *,
+        target: str,
+        revision: str | None,
+        outcome: str,
+        started_at: float,
+        duration_seconds: float,
+        writes: int,
+        error: str | None,
+        drifts: list[tuple[float, ChangeSetEntry]],
+    ) -> None:
+        """Store one pass and the drift entries it found, atomically."""
+        with self._lock, self._db:
+            cursor = self._db.execute(
+                "INSERT INTO passes (target, revision, outcome, started_at, duration_seconds,"
+                " writes, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (target, revision, outcome, started_at, duration_seconds, writes, error),
+            )
+            self._db.executemany(
+                'INSERT INTO drifts (pass_id, target, revision, time, "group", kind, namespace,'
+                " name, action, fields, managers, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                [_drift_row(cursor.lastrowid, target, revision, at, e) for at, e in drifts],
+            )
+
+    def passes(self, target: str | None = None, since: float | None = None) -> list[dict[str, Any]]:
+        """Passes, oldest first, optionally for one target and after a time."""
+        return self._select("passes", "started_at", target, since)
+
+    def drifts(self, target: str | None = None, since: float | None = None) -> list[dict[str, Any]]:
+        """Drift records, oldest first; `fields` and `managers` decoded."""
+        rows = self._select("drifts", "time", target, since)
+        for row in rows:
+            row["fields"] = json.loads(row["fields"])
+            row["managers"] = json.loads(row["managers"])
+        return rows
+
+    def _select(
+        self, table: str, time_column: str, target: str | None, since: float | None
+    ) -> list[dict[str, Any]]:
+        clauses, params = [], []
+        if target is not None:
+            clauses.append("target = ?")
+            params.append(target)
+        if since is not None:
+            clauses.append(f"{time_column} >= ?")
+            params.append(since)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._lock:
+            cursor = self._db.execute(
+                f"SELECT * FROM {table}{where} ORDER BY {time_column}, id", params
+            )
+            names = [column[0] for column in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _drift_row(
+    pass_id: int | None, target: str, revision: str | None, at: float, entry: ChangeSetEntry
+) -> tuple[Any, ...]:
+    drift = entry.drift
+    fields = [
+        {"path": c.path, "desired": c.desired, "live": c.live}
+        for c in (drift.changes if drift else ())
+    ]
+    managers = [
+        {"manager": o.manager, "operation": o.operation, "time": o.time}
+        for o in (drift.owners if drift else ())
+    ]
+    key = entry.key
+    return (
+        pass_id, target, revision, at, key.group, key.kind, key.namespace, key.name,
+        entry.action.value, json.dumps(fields, default=str), json.dumps(managers), entry.error or None,
+    )  # fmt: skip
