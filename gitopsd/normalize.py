@@ -194,7 +194,10 @@ def project(desired: Manifest, live: Manifest) -> Manifest:
 
 def _project(desired: Any, live: Any, field: str) -> Any:
     if isinstance(desired, Mapping) and isinstance(live, Mapping):
-        return {k: _project(v, live[k], k) for k, v in desired.items() if k in live}
+        # A declared null (`creationTimestamp: null` from kubectl) states nothing.
+        return {
+            k: _project(v, live[k], k) for k, v in desired.items() if k in live and v is not None
+        }
     if isinstance(desired, list) and isinstance(live, list):
         key = merge_key(field, desired)
         if key is None:
