@@ -1,0 +1,112 @@
+"""Prometheus metrics of the passes, in a registry of gitopsd's own.
+
+A private CollectorRegistry keeps the output to what gitopsd means (no process
+or platform collectors registered twice when tests build several daemons).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from gitopsd import __version__
+from gitopsd.errors import SourceError
+from gitopsd.model import Action, ChangeSet
+
+_APPLIED = {Action.CREATED, Action.CORRECTED, Action.UPDATED, Action.RECREATED}
+_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+
+class Metrics:
+    """The counters and gauges /metrics serves; `observe_pass` feeds them."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.passes = Counter(
+            "gitopsd_passes", "Reconcile passes, by target and outcome", ["target", "outcome"],
+            registry=r,
+        )  # fmt: skip
+        self.duration = Histogram(
+            "gitopsd_pass_duration_seconds", "Duration of reconcile passes",
+            ["target", "outcome"], buckets=_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.drift = Counter(
+            "gitopsd_drift_events", "Objects found drifted or missing, by action taken",
+            ["target", "kind", "action"], registry=r,
+        )  # fmt: skip
+        self.applied = Counter(
+            "gitopsd_objects_applied", "Objects created, corrected, updated or recreated",
+            ["target"], registry=r,
+        )  # fmt: skip
+        self.pruned = Counter("gitopsd_objects_pruned", "Objects pruned", ["target"], registry=r)
+        self.last_success = Gauge(
+            "gitopsd_last_success_timestamp_seconds", "End of the last pass that did not fail",
+            ["target"], registry=r,
+        )  # fmt: skip
+        self.revision = Gauge(
+            "gitopsd_revision", "The commit last reconciled, as a label (value always 1)",
+            ["target", "revision"], registry=r,
+        )  # fmt: skip
+        self.fetch_errors = Counter(
+            "gitopsd_source_fetch_errors", "Passes that failed fetching or reading Git",
+            ["target"], registry=r,
+        )  # fmt: skip
+        self.failing = Gauge(
+            "gitopsd_target_failing", "1 when the target's last pass failed", ["target"], registry=r
+        )
+        info = Gauge("gitopsd_build_info", "gitopsd's version", ["version"], registry=r)
+        info.labels(__version__).set(1)
+        self._revisions: dict[str, str] = {}
+
+    def observe_pass(
+        self,
+        target: str,
+        outcome: str,
+        *,
+        duration: float,
+        finished_at: float,
+        changes: ChangeSet,
+        revision: str | None,
+        error: BaseException | None,
+    ) -> None:
+        """Record one finished pass."""
+        self.passes.labels(target, outcome).inc()
+        self.duration.labels(target, outcome).observe(duration)
+        failed = outcome == "failed"
+        self.failing.labels(target).set(1 if failed else 0)
+        if not failed:
+            self.last_success.labels(target).set(finished_at)
+        if isinstance(error, SourceError):
+            self.fetch_errors.labels(target).inc()
+        for entry in changes.entries:
+            if entry.drift is not None or entry.action is Action.PRUNED:
+                self.drift.labels(target, entry.key.kind, entry.action.value).inc()
+            if entry.action in _APPLIED:
+                self.applied.labels(target).inc()
+            elif entry.action is Action.PRUNED:
+                self.pruned.labels(target).inc()
+        if revision:
+            self._set_revision(target, revision)
+
+    def _set_revision(self, target: str, revision: str) -> None:
+        old = self._revisions.get(target)
+        if old == revision:
+            return
+        if old is not None:
+            self.revision.remove(target, old)  # one series per target, not one per commit ever seen
+        self.revision.labels(target, revision).set(1)
+        self._revisions[target] = revision
+
+    def forget(self, target: str) -> None:
+        """Drop a target removed from the configuration from the per-target gauges."""
+        old = self._revisions.pop(target, None)
+        if old is not None:
+            self.revision.remove(target, old)
+        for gauge in (self.failing, self.last_success):
+            with contextlib.suppress(KeyError):
+                gauge.remove(target)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
