@@ -104,7 +104,8 @@ class Journal:
     def _select(
         self, table: str, time_column: str, target: str | None, since: float | None
     ) -> list[dict[str, Any]]:
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[object] = []
         if target is not None:
             clauses.append("target = ?")
             params.append(target)
@@ -135,5 +136,6 @@ def _drift_row(
     key = entry.key
     return (
         pass_id, target, revision, at, key.group, key.kind, key.namespace, key.name,
-        entry.action.value, json.dumps(fields, default=str), json.dumps(managers), entry.error or None,
+        entry.action.value, json.dumps(fields, default=str), json.dumps(managers),
+        entry.error or None,
     )  # fmt: skip

@@ -56,8 +56,8 @@ class LiveReader:
                 kinds[(key.group, key.kind)] = info
         live: dict[ResourceKey, LiveObject] = {}
         for info in kinds.values():
-            for obj in self._adapter.list_owned(info, self._target):
-                live[obj.key] = obj
+            for current in self._adapter.list_owned(info, self._target):
+                live[current.key] = current
         missing = [obj.key for obj in desired if obj.key not in live and self.known(obj.key)]
         live.update(self._find(missing))
         return live
@@ -76,10 +76,10 @@ class LiveReader:
         by_kind: dict[tuple[str, str], list[ResourceKey]] = {}
         for key in keys:
             by_kind.setdefault((key.group, key.kind), []).append(key)
-        for group_kind, members in by_kind.items():
+        for members in by_kind.values():
             info = self.info_of(members[0])
             assert info is not None
-            for obj in self._adapter.list_all(info, {key.namespace for key in members}):
-                if obj.key in wanted:
-                    found[obj.key] = obj
+            for current in self._adapter.list_all(info, {key.namespace for key in members}):
+                if current.key in wanted:
+                    found[current.key] = current
         return found

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -30,6 +30,7 @@ from gitopsd.model import (
     ChangeSet,
     ChangeSetEntry,
     DesiredObject,
+    LiveObject,
     Plan,
     PlanStep,
     ResourceKey,
@@ -204,7 +205,7 @@ class Reconciler:
             raise
 
     def _confirmed(
-        self, steps: Sequence[PlanStep], live: dict[ResourceKey, object], reader: LiveReader
+        self, steps: Sequence[PlanStep], live: Mapping[ResourceKey, LiveObject], reader: LiveReader
     ) -> list[PlanStep]:
         """Validate every write with a server-side dry-run and drop those that change nothing.
 
@@ -226,8 +227,12 @@ class Reconciler:
             result = results.get(step.key)
             if step in recreate:
                 step = replace(step, kind=StepKind.RECREATE)
-            elif (step.kind is StepKind.APPLY and current is not None and result is not None
-                  and same_object(result.manifest, current.manifest)):  # type: ignore[attr-defined]
+            elif (
+                step.kind is StepKind.APPLY
+                and current is not None
+                and result is not None
+                and same_object(result.manifest, current.manifest)
+            ):
                 continue  # fmt: skip
             kept.append(step)
         return kept
@@ -282,7 +287,11 @@ class Reconciler:
         }  # fmt: skip
         hashes = {key: digest for key, digest in hashes.items() if digest}
         claims = frozenset(declared)
-        if (keys, hashes, claims) == (previous.keys, dict(previous.applied_hashes), previous.claims):
+        if (keys, hashes, claims) == (
+            previous.keys,
+            dict(previous.applied_hashes),
+            previous.claims,
+        ):
             return
         assert state.revision is not None
         updated = Inventory(keys, hashes, state.revision.commit, claims)
@@ -343,11 +352,13 @@ def _deferred(steps: Sequence[PlanStep], reader: LiveReader) -> frozenset[Resour
     )  # fmt: skip
 
 
-def _previews(steps: Sequence[PlanStep], live: dict[ResourceKey, object]) -> tuple[ObjectPreview, ...]:
+def _previews(
+    steps: Sequence[PlanStep], live: Mapping[ResourceKey, LiveObject]
+) -> tuple[ObjectPreview, ...]:
     previews = []
     for step in steps:
         current = live.get(step.key)
-        before = current.manifest if current is not None else None  # type: ignore[attr-defined]
-        after = None if step.kind is StepKind.DELETE else step.desired.manifest  # type: ignore[union-attr]
+        before = current.manifest if current is not None else None
+        after = step.desired.manifest if step.desired is not None else None
         previews.append(ObjectPreview(step.key, object_diff_text(after, before, str(step.key))))
     return tuple(previews)

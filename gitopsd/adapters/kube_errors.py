@@ -30,7 +30,9 @@ def cluster_error(status: int, body: Any, what: str) -> ClusterError:
     if status == 409:
         return ConflictError(text, status=status)
     if status in (401, 403):
-        return ForbiddenError(f"{text} (grant gitopsd's credentials this permission)", status=status)
+        return ForbiddenError(
+            f"{text} (grant gitopsd's credentials this permission)", status=status
+        )
     if status in (400, 422):
         if any(marker in message for marker in _IMMUTABLE_MARKERS):
             return ImmutableFieldError(

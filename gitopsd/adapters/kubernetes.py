@@ -8,6 +8,7 @@ server, so any kind works, custom resources included.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -214,7 +215,7 @@ class KubernetesAdapter:
         token = ""
         while True:
             page = self._request(
-                "list", "GET", path, query=[*query, ("limit", "2000")] + _continue(token),
+                "list", "GET", path, query=[*query, ("limit", "2000"), *_continue(token)],
                 what=f"list {info.kind}",
             )  # fmt: skip
             for item in page.get("items", []):
@@ -254,10 +255,9 @@ class KubernetesAdapter:
 
     def delete(self, info: KindInfo, key: ResourceKey) -> None:
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
-        try:
+        # Already gone is what we wanted.
+        with contextlib.suppress(NotFoundError):
             self._request("delete", "DELETE", _object_path(info, key), body=body, what=str(key))
-        except NotFoundError:
-            pass  # already gone: what we wanted
 
     def wait_established(self, crd_name: str, timeout: float) -> None:
         info = self.kind_by_group("apiextensions.k8s.io", "CustomResourceDefinition")
@@ -266,8 +266,12 @@ class KubernetesAdapter:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             live = self.get(info, key)
-            conditions = ((live.manifest.get("status") or {}).get("conditions") or []) if live else []
-            if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
+            conditions = (
+                ((live.manifest.get("status") or {}).get("conditions") or []) if live else []
+            )
+            if any(
+                c.get("type") == "Established" and c.get("status") == "True" for c in conditions
+            ):
                 self.refresh_discovery()
                 return
             time.sleep(0.2)
@@ -321,7 +325,9 @@ class KubernetesAdapter:
         return info
 
 
-def _kind_info(group: dict[str, Any], version: dict[str, Any], resource: dict[str, Any]) -> KindInfo:
+def _kind_info(
+    group: dict[str, Any], version: dict[str, Any], resource: dict[str, Any]
+) -> KindInfo:
     kind = resource.get("responseKind") or {}
     return KindInfo(
         group=(group.get("metadata") or {}).get("name", ""),
@@ -368,7 +374,9 @@ def _inventory_name(target: str) -> str:
 
 def _encode_inventory(inventory: Inventory) -> dict[str, str]:
     data = dict(inventory_codec.encode(inventory.keys))
-    hashes = [[*_key_tuple(key), digest] for key, digest in sorted(inventory.applied_hashes.items())]
+    hashes = [
+        [*_key_tuple(key), digest] for key, digest in sorted(inventory.applied_hashes.items())
+    ]
     data[_HASHES_KEY] = json.dumps(hashes, separators=(",", ":"))
     data[_REVISION_KEY] = inventory.revision
     data[_CLAIMS_KEY] = json.dumps(sorted(_key_tuple(key) for key in inventory.claims))
