@@ -1,0 +1,6 @@
+"""Git source stage: fetch a target's remote, resolve its ref, read its declared tree."""
+
+from gitopsd.source.git import GitSource
+from gitopsd.source.redact import redact_url
+
+__all__ = ["GitSource", "redact_url"]

@@ -1,0 +1,280 @@
+"""The Git source stage: resolve a target's ref to a commit, cheaply and safely.
+
+Each remote has a bare mirror under the state directory. A fetch first asks the remote
+where the ref points (like `git ls-remote`) and downloads only when that commit is not
+already in the mirror, so an unchanged remote costs one round-trip and no objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import pygit2
+import structlog
+
+from gitopsd.config import HistoryPolicy, RefKind, SourceSettings
+from gitopsd.errors import (
+    AuthenticationError,
+    ConfigError,
+    HistoryRewrittenError,
+    RefNotFoundError,
+    SignatureError,
+    SourceError,
+)
+from gitopsd.model import Revision, SourceFile
+from gitopsd.source import semver
+from gitopsd.source.redact import redact_url, strip_credentials
+from gitopsd.source.transport import Endpoint, Session, Transfer, ssh_host_port, translating
+from gitopsd.source.tree import ErrorFactory, TreeReader, normalize_path
+from gitopsd.source.verify import Untrusted, verify_signature
+
+_HEX = re.compile(r"^[0-9a-f]{7,40}$")
+ALL_REFS = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[-48:] or "x"
+
+
+def mirror_dir(state_dir: Path, repo_url: str) -> Path:
+    """The mirror of one remote: shared by every target that reads from it."""
+    clean = strip_credentials(repo_url)
+    digest = hashlib.sha256(clean.encode()).hexdigest()[:12]
+    return state_dir / "mirrors" / f"{_slug(clean)}-{digest}"
+
+
+class GitSource:
+    """One target's view of its Git remote: fetch, verify, read the declared tree."""
+
+    def __init__(
+        self,
+        target_name: str,
+        settings: SourceSettings,
+        state_dir: Path,
+        *,
+        last_applied: str | None = None,
+    ) -> None:
+        self.target = target_name
+        self.settings = settings
+        self.state_dir = state_dir
+        self._base = self._validate()
+        self._mirror = mirror_dir(state_dir, settings.repo)
+        self._state_file = state_dir / "source" / f"{_slug(target_name)}.json"
+        self._last_applied = last_applied or self._load_last_applied()
+        self._verified: set[str] = set()
+        self.endpoint = Endpoint(target_name, settings, self._ssh_home())
+        self.last_transfer: Transfer | None = None  # None: the last fetch downloaded nothing
+        self.history_rewrite: tuple[str, str] | None = None  # (previous, new) of the last fetch
+        self.log = structlog.get_logger("gitopsd.source").bind(
+            target=target_name, remote=redact_url(settings.repo)
+        )
+
+    # --- public surface -------------------------------------------------------------------
+
+    def fetch(self) -> Revision:
+        """Resolve the ref, fetch only if it moved, check history policy and signature."""
+        repo = self._repo()
+        session = Session(self.endpoint, repo)
+        ref_name, commit = self._resolve(session, repo)
+        self.last_transfer = session.transfers[-1] if session.transfers else None
+        self._check_history(repo, commit)
+        self._verify(commit)
+        revision = Revision(str(commit.id), ref_name, commit.message.split("\n", 1)[0])
+        transfer = self.last_transfer or Transfer()
+        self.log.info(
+            "source_fetched",
+            revision=revision.commit,
+            ref=ref_name,
+            fetched=self.last_transfer is not None,
+            objects=transfer.received_objects,
+            bytes=transfer.received_bytes,
+        )
+        return revision
+
+    def read_tree(self, revision: Revision) -> tuple[SourceFile, ...]:
+        """The YAML/JSON files under `path` at `revision`, relative to `path`, sorted."""
+        repo = self._repo()
+        with translating(self.endpoint, "reading the tree"):
+            obj = repo.get(revision.commit)
+            if obj is None:
+                raise self.endpoint.error(SourceError, f"commit {revision.short} is not fetched")
+            root = obj.peel(pygit2.Commit).tree
+            return TreeReader(
+                repo, root, self._base, self.settings.max_file_bytes, self._tree_error(revision)
+            ).read()
+
+    def mark_applied(self, revision: Revision) -> None:
+        """Remember `revision` as applied, so a later force-push can be recognised."""
+        self._last_applied = revision.commit
+        self._state_file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self._state_file.parent, prefix=".applied-")
+        with os.fdopen(fd, "w") as out:
+            json.dump({"last_applied": revision.commit, "ref": revision.ref}, out)
+        os.replace(tmp, self._state_file)
+
+    @property
+    def last_applied(self) -> str | None:
+        return self._last_applied
+
+    # --- resolving ------------------------------------------------------------------------
+
+    def _resolve(self, session: Session, repo: pygit2.Repository) -> tuple[str, pygit2.Commit]:
+        if self.settings.ref_kind is RefKind.COMMIT:
+            return self.settings.ref, self._pinned_commit(session, repo)
+        heads = session.list_heads()
+        name = self._ref_name(heads)
+        # Annotated tags are advertised twice; the peeled `^{}` entry is the commit itself.
+        wanted = heads.get(f"{name}^{{}}") or heads[name]
+        if wanted not in repo:
+            session.fetch([f"+{name}:{name}"])
+        with translating(self.endpoint, f"reading {name}"):
+            return name, repo[wanted].peel(pygit2.Commit)
+
+    def _ref_name(self, heads: dict[str, str]) -> str:
+        kind, ref = self.settings.ref_kind, self.settings.ref
+        if kind is RefKind.SEMVER:
+            tags = [
+                n.removeprefix("refs/tags/")
+                for n in heads
+                if n.startswith("refs/tags/") and not n.endswith("^{}")
+            ]
+            best = semver.highest_match(ref, tags)
+            if best is None:
+                raise self.endpoint.error(RefNotFoundError, f"no tag matches semver {ref!r}")
+            return f"refs/tags/{best}"
+        name = f"refs/heads/{ref}" if kind is RefKind.BRANCH else f"refs/tags/{ref}"
+        if name not in heads:
+            raise self.endpoint.error(RefNotFoundError, f"{kind.value} {ref!r} not found")
+        return name
+
+    def _pinned_commit(self, session: Session, repo: pygit2.Repository) -> pygit2.Commit:
+        found = self._lookup(repo, self.settings.ref)
+        if found is None:
+            session.fetch(ALL_REFS)  # a bare commit id cannot be asked for by name
+            found = self._lookup(repo, self.settings.ref)
+        if found is None:
+            raise self.endpoint.error(RefNotFoundError, f"commit {self.settings.ref} not found")
+        return found
+
+    @staticmethod
+    def _lookup(repo: pygit2.Repository, commit_id: str) -> pygit2.Commit | None:
+        try:
+            return repo.revparse_single(commit_id).peel(pygit2.Commit)
+        except (KeyError, ValueError, pygit2.GitError):
+            return None
+
+    # --- policies -------------------------------------------------------------------------
+
+    def _check_history(self, repo: pygit2.Repository, commit: pygit2.Commit) -> None:
+        previous, new = self._last_applied, str(commit.id)
+        self.history_rewrite = None
+        if previous is None or previous == new:
+            return
+        # A missing previous commit after a complete fetch cannot be an ancestor of the new one.
+        if previous in repo and repo.descendant_of(commit.id, pygit2.Oid(hex=previous)):
+            return
+        self.history_rewrite = (previous, new)
+        policy = self.settings.history
+        self.log.warning("history_rewritten", revision=new, previous=previous, policy=policy.value)
+        if policy is HistoryPolicy.REFUSE:
+            raise self.endpoint.error(
+                HistoryRewrittenError,
+                f"history rewritten: {new[:12]} does not descend from applied {previous[:12]}",
+                retryable=False,
+            )
+
+    def _verify(self, commit: pygit2.Commit) -> None:
+        settings, commit_id = self.settings.signature, str(commit.id)
+        if settings is None or commit_id in self._verified:
+            return
+        signature, payload = commit.gpg_signature
+        try:
+            signer = verify_signature(signature, payload, settings, self.state_dir)
+        except Untrusted as exc:
+            self.log.warning("signature_refused", revision=commit_id, reason=str(exc))
+            raise self.endpoint.error(SignatureError, f"commit {commit_id[:12]}: {exc}") from exc
+        self._verified.add(commit_id)
+        self.log.info("signature_verified", revision=commit_id, signer=signer)
+
+    # --- setup ----------------------------------------------------------------------------
+
+    def _validate(self) -> str:
+        kind, ref = self.settings.ref_kind, self.settings.ref.strip()
+        problem = None
+        if not ref:
+            problem = f"{kind.value} ref is empty"
+        elif kind is RefKind.COMMIT and not _HEX.match(ref):
+            problem = f"commit {ref!r} is not a hexadecimal commit id"
+        elif kind is RefKind.SEMVER:
+            try:
+                semver.parse_range(ref)
+            except semver.RangeError as exc:
+                problem = f"semver range {ref!r}: {exc}"
+        try:
+            base = normalize_path(self.settings.path)
+        except ValueError:
+            problem = f"path {self.settings.path!r} leaves the repository"
+        if problem:
+            raise ConfigError(f"target {self.target}: {problem}")
+        return base
+
+    def _ssh_home(self) -> Path | None:
+        """A home whose .ssh/known_hosts is the target's, when it names one."""
+        if self.settings.known_hosts is None or ssh_host_port(self.settings.repo) is None:
+            return None
+        return self.state_dir / "ssh" / _slug(self.target)
+
+    def _install_known_hosts(self) -> None:
+        home = self.endpoint.ssh_home
+        if home is None or self.settings.known_hosts is None:
+            return
+        try:
+            data = self.settings.known_hosts.read_bytes()
+        except OSError as exc:
+            raise self.endpoint.error(
+                AuthenticationError, f"cannot read known_hosts {self.settings.known_hosts}"
+            ) from exc
+        (home / ".ssh").mkdir(parents=True, exist_ok=True)
+        (home / ".ssh" / "known_hosts").write_bytes(data)
+
+    def _repo(self) -> pygit2.Repository:
+        self._install_known_hosts()
+        if not self._mirror.exists():
+            self._create_mirror()
+        try:
+            return pygit2.Repository(str(self._mirror))
+        except pygit2.GitError:
+            self.log.warning("mirror_recreated", path=str(self._mirror))
+            shutil.rmtree(self._mirror, ignore_errors=True)
+            self._create_mirror()
+            return pygit2.Repository(str(self._mirror))
+
+    def _create_mirror(self) -> None:
+        # Initialise aside and rename, so a concurrent reader never opens a half-made mirror.
+        self._mirror.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=self._mirror.parent, prefix=".new-"))
+        pygit2.init_repository(str(tmp), bare=True)
+        try:
+            tmp.rename(self._mirror)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)  # another target created it first
+
+    def _load_last_applied(self) -> str | None:
+        try:
+            data = json.loads(self._state_file.read_text())
+        except (OSError, ValueError):
+            return None
+        value = data.get("last_applied") if isinstance(data, dict) else None
+        return value if isinstance(value, str) else None
+
+    def _tree_error(self, revision: Revision) -> ErrorFactory:
+        def make(cls: type[SourceError], what: str) -> SourceError:
+            return self.endpoint.error(cls, f"at {revision.short}: {what}")
+
+        return make

@@ -1,0 +1,247 @@
+"""Talking to a remote through pygit2: credentials, host key checks, timeouts, and the
+translation of libgit2's errors into our SourceError family at the call site.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import os
+import re
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pygit2
+from pygit2.enums import CredentialType
+
+from gitopsd.config import SecretRef, SourceSettings
+from gitopsd.errors import AuthenticationError, RemoteUnreachableError, SourceError
+from gitopsd.source.redact import redact_text, redact_url
+
+# libgit2 keeps the home directory (where it reads .ssh/known_hosts) and the network
+# timeouts process-wide, so each network operation sets them under this lock.
+_PROCESS_SETTINGS = threading.Lock()
+
+_AUTH_WORDS = ("authenticat", "401", "403", "credential", "permission denied", "publickey")
+_HOSTKEY_WORDS = ("host key", "hostkey", "certificate")
+_TIMEOUT_WORDS = ("timed out", "timeout")
+_SSH_URL = re.compile(
+    r"^(?:ssh://(?:[^@/]+@)?(?P<host>\[[^\]]+\]|[^:/]+)(?::(?P<port>\d+))?"
+    r"|(?:[^@/:]+@)?(?P<scp>[^:/]+):(?!//))"
+)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One target's remote, with what a network operation needs to reach it."""
+
+    target: str
+    settings: SourceSettings
+    ssh_home: Path | None = None  # a home whose .ssh/known_hosts is the target's
+
+    @property
+    def url(self) -> str:
+        return self.settings.repo
+
+    @property
+    def label(self) -> str:
+        return f"target {self.target}, remote {redact_url(self.url)}"
+
+    def error(
+        self, cls: type[SourceError], what: str, *, retryable: bool | None = None
+    ) -> SourceError:
+        """An error of `cls` whose one-line message names the target and the redacted remote."""
+        line = " ".join(redact_text(what).split())
+        return cls(f"{self.label}: {line}", retryable=retryable)
+
+
+def ssh_host_port(url: str) -> tuple[str, int] | None:
+    """Host and port of an ssh:// or scp-like URL; None for other transports."""
+    match = _SSH_URL.match(url)
+    if not match or url.startswith(("/", "file:", "http:", "https:")):
+        return None
+    host = (match["host"] or match["scp"]).strip("[]")
+    return host, int(match["port"] or 22)
+
+
+def read_secret(endpoint: Endpoint, ref: SecretRef | None, what: str) -> str | None:
+    """Read a secret at use time from its file or environment variable."""
+    if ref is None:
+        return None
+    if ref.env is not None:
+        value = os.environ.get(ref.env)
+        if value is None:
+            raise endpoint.error(AuthenticationError, f"{what}: variable {ref.env} is not set")
+        return value.rstrip("\r\n")
+    if ref.file is None:
+        raise endpoint.error(AuthenticationError, f"{what}: names neither file nor variable")
+    try:
+        return ref.file.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise endpoint.error(AuthenticationError, f"{what}: cannot read {ref.file}") from exc
+
+
+@dataclass
+class Transfer:
+    """What one fetch downloaded, from libgit2's transfer progress."""
+
+    received_objects: int = 0
+    received_bytes: int = 0
+
+
+class _Callbacks(pygit2.RemoteCallbacks):
+    """Answers libgit2's credential and host-key questions for one endpoint."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        super().__init__()
+        self.endpoint = endpoint
+        self.transfer = Transfer()
+        self._asked: dict[CredentialType, int] = {}
+
+    def credentials(
+        self, url: str, username_from_url: str | None, allowed_types: CredentialType
+    ) -> pygit2.Username | pygit2.UserPass | pygit2.Keypair:
+        settings, ep = self.endpoint.settings, self.endpoint
+        user = username_from_url or settings.username or "git"
+        for kind in (
+            CredentialType.SSH_KEY,
+            CredentialType.USERPASS_PLAINTEXT,
+            CredentialType.USERNAME,
+        ):
+            if kind not in allowed_types:
+                continue
+            # libgit2 asks again each time the server refuses: a second ask means refusal.
+            self._asked[kind] = self._asked.get(kind, 0) + 1
+            if self._asked[kind] > 1:
+                raise ep.error(AuthenticationError, "the remote refused the credentials")
+            if kind is CredentialType.SSH_KEY and settings.ssh_key is not None:
+                return self._keypair(user)
+            if kind is CredentialType.USERPASS_PLAINTEXT and settings.password is not None:
+                password = read_secret(ep, settings.password, "password") or ""
+                return pygit2.UserPass(settings.username or username_from_url or "", password)
+            if kind is CredentialType.USERNAME:
+                return pygit2.Username(user)
+        raise ep.error(AuthenticationError, "the remote asks for credentials; none are configured")
+
+    def _keypair(self, user: str) -> pygit2.Keypair:
+        key = self.endpoint.settings.ssh_key
+        assert key is not None
+        public = Path(f"{key}.pub")
+        passphrase = read_secret(
+            self.endpoint, self.endpoint.settings.ssh_passphrase, "ssh passphrase"
+        )
+        return pygit2.Keypair(user, public if public.exists() else None, key, passphrase or "")
+
+    def certificate_check(self, certificate: None, valid: bool, host: bytes) -> bool:
+        if valid:
+            return True
+        name = host.decode(errors="replace")
+        address = ssh_host_port(self.endpoint.url)
+        if address is None:
+            raise self.endpoint.error(AuthenticationError, f"TLS certificate of {name} not valid")
+        known = self.endpoint.settings.known_hosts or "~/.ssh/known_hosts"
+        prints = ", ".join(host_key_fingerprints(*address)) or "fingerprint unavailable"
+        raise self.endpoint.error(
+            AuthenticationError,
+            f"host key of {name}:{address[1]} ({prints}) is unknown or changed; not in {known}",
+        )
+
+    def transfer_progress(self, stats: pygit2.remotes.TransferProgress) -> None:
+        self.transfer.received_objects = stats.received_objects
+        self.transfer.received_bytes = stats.received_bytes
+
+
+def host_key_fingerprints(host: str, port: int) -> list[str]:
+    """SHA256 fingerprints of the keys `host` offers, read out-of-band for the error message.
+
+    pygit2 hands certificate_check no key (its `certificate` is always None), so the
+    refused key is read again with ssh-keyscan; it is shown, never trusted.
+    """
+    try:
+        out = subprocess.run(
+            ["ssh-keyscan", "-T", "5", "-p", str(port), host],
+            capture_output=True,
+            timeout=10,
+            check=False,
+            text=True,
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    prints = []
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and not line.startswith("#"):
+            digest = hashlib.sha256(base64.b64decode(parts[2])).digest()
+            prints.append(f"{parts[1]} SHA256:{base64.b64encode(digest).decode().rstrip('=')}")
+    return prints
+
+
+@contextlib.contextmanager
+def _process_settings(endpoint: Endpoint) -> Iterator[None]:
+    with _PROCESS_SETTINGS:
+        previous_home = pygit2.settings.homedir
+        millis = max(1, int(endpoint.settings.timeout_seconds * 1000))
+        pygit2.settings.server_connect_timeout = millis
+        pygit2.settings.server_timeout = millis
+        if endpoint.ssh_home is not None:
+            pygit2.settings.homedir = str(endpoint.ssh_home)
+        try:
+            yield
+        finally:
+            # The getter says str | None; None restores libgit2's own default.
+            pygit2.settings.homedir = previous_home  # type: ignore[assignment]
+
+
+@contextlib.contextmanager
+def translating(endpoint: Endpoint, action: str) -> Iterator[None]:
+    """Turn pygit2's exceptions into SourceError subclasses, keeping them as __cause__."""
+    try:
+        yield
+    except SourceError:
+        raise
+    except (pygit2.GitError, OSError, ValueError) as exc:
+        raise classify(endpoint, action, exc) from exc
+
+
+def classify(endpoint: Endpoint, action: str, exc: Exception) -> SourceError:
+    """The SourceError a libgit2 failure stands for, judged by its type and message."""
+    text = str(exc).lower()
+    what = f"{action} failed: {exc}"
+    if isinstance(exc, pygit2.AuthError | pygit2.CertificateError) or any(
+        word in text for word in _AUTH_WORDS + _HOSTKEY_WORDS
+    ):
+        return endpoint.error(AuthenticationError, what)
+    if any(word in text for word in _TIMEOUT_WORDS):
+        seconds = endpoint.settings.timeout_seconds
+        return endpoint.error(RemoteUnreachableError, f"{what} (timeout {seconds:g}s)")
+    return endpoint.error(RemoteUnreachableError, what)
+
+
+@dataclass
+class Session:
+    """One network conversation with the remote: list its refs, then fetch if needed."""
+
+    endpoint: Endpoint
+    repo: pygit2.Repository
+    transfers: list[Transfer] = field(default_factory=list)
+
+    def list_heads(self) -> dict[str, str]:
+        """Every ref the remote advertises (peeled tags as `name^{}`) -> object id."""
+        remote = self.repo.remotes.create_anonymous(self.endpoint.url)
+        callbacks = _Callbacks(self.endpoint)
+        with translating(self.endpoint, "listing refs"), _process_settings(self.endpoint):
+            heads = remote.list_heads(callbacks=callbacks)
+        return {head.name: str(head.oid) for head in heads if head.name}
+
+    def fetch(self, refspecs: list[str]) -> Transfer:
+        """Fetch `refspecs` into the mirror; return what was downloaded."""
+        remote = self.repo.remotes.create_anonymous(self.endpoint.url)
+        callbacks = _Callbacks(self.endpoint)
+        with translating(self.endpoint, "fetch"), _process_settings(self.endpoint):
+            remote.fetch(refspecs, callbacks=callbacks)
+        self.transfers.append(callbacks.transfer)
+        return callbacks.transfer

@@ -1,0 +1,132 @@
+"""Read a target's declared files straight from the object database, safely.
+
+Reading from the odb (never a checkout) means a reader never sees a half-updated tree.
+Safety rules follow the path-escape CVEs of Argo CD (CVE-2022-24348, CVE-2022-24904):
+only files inside `path`, no symlink leading out of it, and a size limit.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable, Iterator
+
+import pygit2
+from pygit2.enums import FileMode, ObjectType
+
+from gitopsd.errors import PathNotFoundError, SourceError, UnsafeTreeError
+from gitopsd.model import SourceFile
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+_MAX_LINK_HOPS = 8
+
+ErrorFactory = Callable[[type[SourceError], str], SourceError]
+
+
+def normalize_path(path: str) -> str:
+    """`./deploy/prod/` -> `deploy/prod`; the repository root is ''. None if it escapes."""
+    cleaned = posixpath.normpath(path.strip() or ".")
+    if cleaned == ".":
+        return ""
+    if cleaned.startswith(("/", "../")) or cleaned == "..":
+        raise ValueError(path)
+    return cleaned
+
+
+def _within(repo_path: str, base: str) -> bool:
+    return not base or repo_path == base or repo_path.startswith(base + "/")
+
+
+class TreeReader:
+    """Collects the manifests under `base` in one commit's tree."""
+
+    def __init__(
+        self,
+        repo: pygit2.Repository,
+        root: pygit2.Tree,
+        base: str,
+        max_bytes: int,
+        error: ErrorFactory,
+    ) -> None:
+        self.repo = repo
+        self.root = root
+        self.base = base
+        self.max_bytes = max_bytes
+        self.error = error
+
+    def read(self) -> tuple[SourceFile, ...]:
+        """Every YAML/JSON file under `base`, paths relative to it, sorted."""
+        tree = self._subtree()
+        files = [self._file(repo_path, entry) for repo_path, entry in self._walk(tree, self.base)]
+        found = [f for f in files if f is not None]
+        return tuple(sorted(found, key=lambda f: f.path))
+
+    def _subtree(self) -> pygit2.Tree:
+        if not self.base:
+            return self.root
+        try:
+            entry = self.root[self.base]
+        except KeyError:
+            entry = None
+        if entry is None or entry.type != ObjectType.TREE:
+            raise self.error(PathNotFoundError, f"path {self.base!r} does not exist")
+        return self.repo[entry.id].peel(pygit2.Tree)
+
+    def _walk(self, tree: pygit2.Tree, prefix: str) -> Iterator[tuple[str, pygit2.Object]]:
+        for entry in tree:
+            repo_path = f"{prefix}/{entry.name}" if prefix else str(entry.name)
+            if entry.type == ObjectType.TREE:
+                yield from self._walk(self.repo[entry.id].peel(pygit2.Tree), repo_path)
+            elif entry.filemode == FileMode.LINK:
+                self._check_link(repo_path, entry)
+                yield repo_path, entry
+            elif entry.type == ObjectType.BLOB:
+                yield repo_path, entry
+            # Submodules (commit entries) hold no manifests of this repository: skipped.
+
+    def _relative(self, repo_path: str) -> str:
+        return repo_path[len(self.base) + 1 :] if self.base else repo_path
+
+    def _check_link(self, repo_path: str, entry: pygit2.Object) -> str:
+        """Where a symlink finally points, refused when it leaves `base` at any hop."""
+        current, target = repo_path, entry
+        for _ in range(_MAX_LINK_HOPS):
+            link = self.repo[target.id].peel(pygit2.Blob).data.decode(errors="replace")
+            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(current), link))
+            if (
+                link.startswith("/")
+                or resolved.startswith("../")
+                or resolved == ".."
+                or not _within(resolved, self.base)
+            ):
+                raise self.error(
+                    UnsafeTreeError,
+                    f"symlink {self._relative(repo_path)!r} points outside "
+                    f"{self.base or 'the repository'!r} (to {link!r})",
+                )
+            try:
+                target = self.root[resolved]
+            except KeyError:
+                return resolved  # dangling: nothing to read, nothing escapes
+            if target.filemode != FileMode.LINK:
+                return resolved
+            current = resolved
+        raise self.error(UnsafeTreeError, f"symlink {self._relative(repo_path)!r} loops")
+
+    def _file(self, repo_path: str, entry: pygit2.Object) -> SourceFile | None:
+        relative = self._relative(repo_path)
+        if not relative.lower().endswith(MANIFEST_SUFFIXES):
+            return None
+        if entry.filemode == FileMode.LINK:
+            try:
+                entry = self.root[self._check_link(repo_path, entry)]
+            except KeyError:
+                return None
+            if entry.type != ObjectType.BLOB:
+                return None
+        blob = self.repo[entry.id].peel(pygit2.Blob)
+        if blob.size > self.max_bytes:
+            raise self.error(
+                UnsafeTreeError,
+                f"file {relative!r} is {blob.size} bytes, above the limit of {self.max_bytes}",
+            )
+        return SourceFile(path=relative, content=blob.data)
