@@ -110,11 +110,16 @@ def redacted(raw: bytes) -> str:
 
 def _decoded(value: Any) -> bytes:
     if isinstance(value, str):
-        try:
-            return base64.b64decode(value, validate=False)
-        except (binascii.Error, ValueError):
-            return value.encode()
+        return _b64decode(value) or value.encode()
     return str(value).encode()
+
+
+def _b64decode(value: str) -> bytes | None:
+    """The bytes of base64 text (line breaks allowed, as in YAML block scalars), or None."""
+    try:
+        return base64.b64decode("".join(value.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
 
 
 def redact_secret(manifest: Manifest) -> Manifest:
@@ -159,12 +164,8 @@ def secret_string_data_to_data(manifest: Manifest) -> Manifest:
 
 def _reencoded(value: Any) -> Any:
     # Base64 spelled with line breaks or without padding is the same bytes.
-    if not isinstance(value, str):
-        return value
-    try:
-        return base64.b64encode(base64.b64decode(value, validate=False)).decode()
-    except (binascii.Error, ValueError):
-        return value
+    raw = _b64decode(value) if isinstance(value, str) else None
+    return value if raw is None else base64.b64encode(raw).decode()
 
 
 # --- projection -------------------------------------------------------------------------
