@@ -13,6 +13,7 @@ import getpass
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -128,7 +129,7 @@ class BareRemote:
         )
         if push:
             self.push(branch)
-        return self.head(branch)
+        return run("git", "-C", self.work, "rev-parse", "HEAD").strip()
 
     def push(self, branch: str | None = None, *, force: bool = False) -> None:
         branch = branch or self.branch
@@ -317,6 +318,11 @@ class GitHttpServer(ThreadingHTTPServer):
         self.shutdown()
         self.server_close()
         self._thread.join(timeout=10)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """Clients hanging up (libgit2 after a refused login) are normal; the rest is loud."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
 
     def record(self, request: HttpRequest) -> None:
         with self._lock:
