@@ -18,7 +18,7 @@ _SEPARATOR = "|"
 
 def encode(keys: Iterable[ResourceKey]) -> dict[str, str]:
     """ConfigMap data: a version and one sorted `group|kind|namespace|name` line per object."""
-    lines = sorted(_SEPARATOR.join((k.group, k.kind, k.namespace, k.name)) for k in frozenset(keys))
+    lines = [_SEPARATOR.join((k.group, k.kind, k.namespace, k.name)) for k in sorted(set(keys))]
     return {"version": FORMAT_VERSION, "entries": "\n".join(lines)}
 
 
