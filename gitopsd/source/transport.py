@@ -20,7 +20,7 @@ from pygit2.enums import CredentialType
 
 from gitopsd.config import SecretRef, SourceSettings
 from gitopsd.errors import AuthenticationError, RemoteUnreachableError, SourceError
-from gitopsd.source.redact import redact_text, redact_url
+from gitopsd.source.redact import redact_text, redact_url, strip_credentials
 
 # libgit2 keeps the home directory (where it reads .ssh/known_hosts) and the network
 # timeouts process-wide, so each network operation sets them under this lock.
@@ -125,6 +125,8 @@ class _Callbacks(pygit2.RemoteCallbacks):
                 return pygit2.UserPass(settings.username or username_from_url or "", password)
             if kind is CredentialType.USERNAME:
                 return pygit2.Username(user)
+        if strip_credentials(ep.url) != ep.url:  # libgit2 tried the URL's own first
+            raise ep.error(AuthenticationError, "the remote refused the credentials in the URL")
         raise ep.error(AuthenticationError, "the remote asks for credentials; none are configured")
 
     def _keypair(self, user: str) -> pygit2.Keypair:
