@@ -25,7 +25,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from gitopsd import __version__, logs
 from gitopsd.config import Config, TargetSettings, load_config
-from gitopsd.errors import ConfigError
+from gitopsd.errors import ConfigError, GitopsdError
 from gitopsd.metrics import Metrics
 from gitopsd.model import ChangeSet
 from gitopsd.notify import Notifier
@@ -43,6 +43,7 @@ _STALL_SECONDS = 3600.0  # a pass running longer than this is taken as hung: sto
 
 class PassRunner(Protocol):
     def run_pass(self, *, dry_run: bool = False, previews: bool = False) -> PassResult: ...
+    def validate(self) -> int: ...
     def close(self) -> None: ...
 
 
@@ -54,7 +55,8 @@ class _Slot:
     """One target's runner under one configuration; retired when a reload replaces it."""
 
     settings: TargetSettings
-    runner: PassRunner
+    config: Config
+    runner: PassRunner | None = None  # built at the first pass, so a bad kubeconfig fails a pass
     retired: bool = False
     closed: bool = False
     guard: threading.Lock = field(default_factory=threading.Lock)
@@ -154,6 +156,9 @@ class Daemon:
         self._wake.set()
 
     def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # embedded (tests): the owner calls request_stop() and request_reload()
+
         def on_stop(signum: int, frame: FrameType | None) -> None:
             self.request_stop()
 
@@ -180,7 +185,7 @@ class Daemon:
 
     def _start_target(self, target: TargetSettings, config: Config) -> None:
         interval = self._interval(target, config)
-        slot = _Slot(target, self._factory(config, target, self._journal))
+        slot = _Slot(target, config)
         with self._lock:
             self._slots[target.name] = slot
             self._busy.setdefault(target.name, threading.Lock())
@@ -221,7 +226,13 @@ class Daemon:
     def _pass_with(self, name: str, slot: _Slot) -> None:
         started = time.time()
         try:
+            if slot.runner is None:
+                slot.runner = self._factory(slot.config, slot.settings, self._journal)
             result = slot.runner.run_pass(dry_run=self._dry_run)
+        except GitopsdError as exc:  # the runner could not be built: a failed pass like another
+            log.debug("runner_not_built", target=name, error=str(exc))
+            self._record(name, "failed", None, started, time.time() - started, ChangeSet(), exc)
+            return
         except Exception as exc:  # a bug in a stage must not end the target's schedule
             log.exception("pass_crashed", target=name)
             self._record(name, "failed", None, started, time.time() - started, ChangeSet(), exc)
@@ -286,9 +297,9 @@ class Daemon:
 
     def _close_slot(self, slot: _Slot) -> None:
         with slot.guard:
-            if not slot.closed:
-                slot.closed = True
+            if not slot.closed and slot.runner is not None:
                 slot.runner.close()
+            slot.closed = True
 
     # -- reload ----------------------------------------------------------------
 

@@ -1,0 +1,298 @@
+"""The `gitopsd` command: argument parsing, the state-dir lock, and exit codes.
+
+Exit codes: 0 in sync or converged, 1 a target failed, 2 a usage or
+configuration error, 3 a dry run or diff found changes, 4 another gitopsd
+holds the state directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import difflib
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+import structlog
+
+from gitopsd import __version__, logs
+from gitopsd.config import Config, TargetSettings, load_config
+from gitopsd.configread import parse_duration
+from gitopsd.errors import ConfigError, GitopsdError, LockError
+from gitopsd.lock import StateLock
+
+if TYPE_CHECKING:
+    from gitopsd.daemon import PassRunner, RunnerFactory
+    from gitopsd.journal import Journal
+    from gitopsd.reconcile import PassResult
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CHANGES, EXIT_LOCKED = 0, 1, 2, 3, 4
+DEFAULT_CONFIG = Path("/etc/gitopsd/config.yaml")
+
+log = structlog.get_logger(__name__)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; the process exit code."""
+    args = build_parser().parse_args(argv)
+    logs.setup_logging(args.log_level or "info")
+    try:
+        config = load_config(args.config)
+        if args.log_level is None:
+            logs.set_level(config.log_level)
+        return _dispatch(args, config)
+    except ConfigError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except LockError as exc:
+        return _fail(str(exc), EXIT_LOCKED)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gitopsd",
+        description="Pull-based GitOps: keep Kubernetes clusters in the state declared in Git.",
+        epilog="exit codes: 0 ok, 1 a target failed, 2 usage or configuration error, "
+        "3 changes found (--dry-run, diff), 4 state directory locked by another gitopsd",
+    )
+    parser.add_argument("--version", action="version", version=f"gitopsd {__version__}")
+    _common_options(parser, argparse.SUPPRESS)
+    parser.set_defaults(config=DEFAULT_CONFIG, log_level=None, wait_lock=False, command=None)
+    parser.add_argument("--once", action="store_true", help="one pass over every target, then exit")
+    parser.add_argument("--dry-run", action="store_true", help="compute everything, write nothing")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    diff = commands.add_parser("diff", help="show what a pass would change, as unified diffs")
+    diff.add_argument("--target", help="only this target")
+    history = commands.add_parser("history", help="passes and drift events from the journal")
+    history.add_argument("--target", help="only this target")
+    history.add_argument("--since", type=_since, help="only the last DURATION (30m, 1h, 7d)")
+    history.add_argument("--json", action="store_true", help="one JSON document")
+    commands.add_parser("validate", help="check the configuration and render every target")
+    for sub in (diff, history, commands.choices["validate"]):
+        _common_options(sub, argparse.SUPPRESS)
+    return parser
+
+
+def _common_options(parser: argparse.ArgumentParser, default: str) -> None:
+    # Given both before and after the command; SUPPRESS keeps a subcommand's absent option
+    # from overwriting the value given before it.
+    parser.add_argument("--config", type=Path, default=default, metavar="FILE",
+                        help=f"configuration file (default {DEFAULT_CONFIG})")  # fmt: skip
+    parser.add_argument("--log-level", choices=logs.LEVELS, default=default,
+                        help="overrides log_level of the configuration")  # fmt: skip
+    parser.add_argument("--wait-lock", action="store_true", default=default,
+                        help="wait for another gitopsd to release the state directory")  # fmt: skip
+
+
+def _since(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _dispatch(args: argparse.Namespace, config: Config) -> int:
+    if args.command is not None and (args.once or args.dry_run):
+        return _fail(f"--once and --dry-run do not apply to {args.command}", EXIT_USAGE)
+    if args.command == "history":
+        return _history(config, _targets(config, args.target)[0].name if args.target else None,
+                        args.since, as_json=args.json)  # fmt: skip
+    if args.command in ("diff", "validate"):
+        targets = _targets(config, getattr(args, "target", None))
+        with _state(config, wait=args.wait_lock) as (scratch, journal):
+            if args.command == "diff":
+                return _diff(scratch, journal, targets)
+            return _validate(scratch, journal, targets)
+    with StateLock(config.state_dir) as lock:
+        lock.acquire(wait=args.wait_lock)
+        journal = _open_journal(config.state_dir)
+        try:
+            if args.once:
+                return _once(config, journal, dry_run=args.dry_run)
+            return _daemon(config, journal, dry_run=args.dry_run, fixed=args.log_level is not None)
+        finally:
+            journal.close()
+
+
+def _targets(config: Config, name: str | None) -> tuple[TargetSettings, ...]:
+    if name is None:
+        return config.targets
+    try:
+        return (config.target(name),)
+    except KeyError:
+        names = [t.name for t in config.targets]
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; targets: {', '.join(names)}"
+        raise ConfigError(f"{config.path}: no target named {name!r}{hint}") from None
+
+
+@contextlib.contextmanager
+def _state(config: Config, *, wait: bool) -> Iterator[tuple[Config, Journal]]:
+    """The state directory when it is free; a scratch one beside a running daemon (or in CI)."""
+    with contextlib.ExitStack() as stack:
+        lock = stack.enter_context(StateLock(config.state_dir))
+        try:
+            lock.acquire(wait=wait)
+        except LockError as exc:
+            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gitopsd-")))
+            log.info("using_scratch_state_dir", reason=str(exc), state_dir=str(scratch))
+            config = replace(config, state_dir=scratch)
+        journal = _open_journal(config.state_dir)
+        stack.callback(journal.close)
+        yield config, journal
+
+
+def _open_journal(state_dir: Path) -> Journal:
+    from gitopsd.journal import Journal
+
+    try:
+        return Journal.open(state_dir)
+    except Exception as exc:  # sqlite3 or OS errors: the state directory is unusable
+        raise ConfigError(f"cannot open the journal in {state_dir}: {exc}") from exc
+
+
+def runner_factory() -> RunnerFactory:
+    """The real TargetRunner; imported late so parsing a bad command line stays fast."""
+    from gitopsd.runner import TargetRunner
+
+    return TargetRunner
+
+
+def _daemon(config: Config, journal: Journal, *, dry_run: bool, fixed: bool) -> int:
+    from gitopsd.daemon import Daemon
+
+    daemon = Daemon(config, runner_factory=runner_factory(), journal=journal, dry_run=dry_run,
+                    log_level_fixed=fixed)  # fmt: skip
+    try:
+        return daemon.run()
+    except OSError as exc:  # the HTTP port is taken, or similar: nothing ran yet
+        return _fail(f"cannot start: {exc}", EXIT_FAILED)
+
+
+def _once(config: Config, journal: Journal, *, dry_run: bool) -> int:
+    results = run_passes(config, journal, config.targets, dry_run=dry_run)
+    if dry_run:
+        for result in results:
+            for step in result.plan.steps if result.plan else ():
+                print(f"{result.target}: would {step.kind.value} {step.key}")
+    return exit_code(results)
+
+
+def exit_code(results: Sequence[PassResult]) -> int:
+    outcomes = {result.outcome.value for result in results}
+    if "failed" in outcomes:
+        return EXIT_FAILED
+    return EXIT_CHANGES if "would_change" in outcomes else EXIT_OK
+
+
+def run_passes(
+    config: Config,
+    journal: Journal,
+    targets: Sequence[TargetSettings],
+    *,
+    dry_run: bool,
+    previews: bool = False,
+) -> list[PassResult]:
+    """One pass per target, a few at a time; SIGTERM lets started passes finish, skips the rest."""
+    stop = threading.Event()
+    factory = runner_factory()
+
+    def one(target: TargetSettings) -> PassResult | None:
+        if stop.is_set():
+            return None
+        try:
+            runner: PassRunner = factory(config, target, journal)
+        except GitopsdError as exc:
+            return failed_result(target.name, exc)
+        try:
+            return runner.run_pass(dry_run=dry_run, previews=previews)
+        finally:
+            runner.close()
+
+    with _stop_on_signal(stop), ThreadPoolExecutor(max_workers=4) as pool:
+        results = [r for r in pool.map(one, targets) if r is not None]
+    for result in results:
+        if result.error is not None:
+            print(f"gitopsd: target {result.target}: {result.error}", file=sys.stderr)
+    return results
+
+
+def failed_result(target: str, error: GitopsdError) -> PassResult:
+    """The result of a pass that could not even start (its runner could not be built)."""
+    from gitopsd.model import ChangeSet
+    from gitopsd.reconcile import PassOutcome, PassResult
+
+    return PassResult(
+        target=target, outcome=PassOutcome.FAILED, revision=None, changes=ChangeSet(), plan=None,
+        error=error, started_at=time.time(), duration_seconds=0.0,
+    )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _stop_on_signal(stop: threading.Event) -> Iterator[None]:
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.warning("stopping_after_passes_in_progress", signal=signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _diff(config: Config, journal: Journal, targets: Sequence[TargetSettings]) -> int:
+    results = run_passes(config, journal, targets, dry_run=True, previews=True)
+    for result in results:
+        for preview in result.previews:
+            sys.stdout.write(preview.diff_text if preview.diff_text.endswith("\n")
+                             else preview.diff_text + "\n")  # fmt: skip
+    return exit_code(results)
+
+
+def _validate(config: Config, journal: Journal, targets: Sequence[TargetSettings]) -> int:
+    factory, failed = runner_factory(), False
+    for target in targets:
+        runner: PassRunner | None = None
+        try:
+            runner = factory(config, target, journal)
+            count = runner.validate()
+        except GitopsdError as exc:
+            print(f"{target.name}: {exc}", file=sys.stderr)
+            failed = True
+        else:
+            print(f"{target.name}: ok, {count} objects")
+        finally:
+            if runner is not None:
+                runner.close()
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _history(config: Config, target: str | None, since: float | None, *, as_json: bool) -> int:
+    from gitopsd.history import print_history
+
+    journal = _open_journal(config.state_dir)
+    try:
+        start = time.time() - since if since is not None else None
+        print_history(journal.passes(target, start), journal.drifts(target, start), as_json)
+    finally:
+        journal.close()
+    return EXIT_OK
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"gitopsd: {message}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

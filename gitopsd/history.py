@@ -1,0 +1,75 @@
+"""`gitopsd history`: the journal's passes and drift events, as a table or JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, TextIO
+
+_VALUE_WIDTH = 40
+
+
+def print_history(
+    passes: list[dict[str, Any]],
+    drifts: list[dict[str, Any]],
+    as_json: bool,
+    out: TextIO | None = None,
+) -> None:
+    """Write passes and drifts, oldest first, to `out` (stdout)."""
+    out = out or sys.stdout
+    if as_json:
+        json.dump({"passes": passes, "drifts": drifts}, out, indent=2, default=str)
+        out.write("\n")
+        return
+    rows = [(p["started_at"], _pass_row(p)) for p in passes]
+    rows += [(d["time"], _drift_row(d)) for d in drifts]
+    rows.sort(key=lambda row: row[0])
+    if not rows:
+        out.write("no passes recorded\n")
+        return
+    for at, (target, event, detail) in rows:
+        out.write(f"{_when(at)}  {target:<16} {event:<13} {detail}\n")
+
+
+def _pass_row(row: dict[str, Any]) -> tuple[str, str, str]:
+    revision = (row.get("revision") or "-")[:12]
+    detail = f"{revision}  {row.get('writes', 0)} writes  {row.get('duration_seconds', 0):.2f}s"
+    if row.get("error"):
+        detail += f"  error: {row['error']}"
+    return row["target"], f"pass {row['outcome']}", detail
+
+
+def _drift_row(row: dict[str, Any]) -> tuple[str, str, str]:
+    kind = f"{row['kind']}.{row['group']}" if row.get("group") else row["kind"]
+    where = f"{row['namespace']}/" if row.get("namespace") else ""
+    detail = f"{kind} {where}{row['name']}"
+    fields = [_field(f) for f in row.get("fields") or []]
+    if fields:
+        detail += ": " + "; ".join(fields)
+    managers = sorted({_manager(m) for m in row.get("managers") or []})
+    if managers:
+        detail += f"  (changed by {', '.join(managers)})"
+    if row.get("error"):
+        detail += f"  error: {row['error']}"
+    return row["target"], row["action"], detail
+
+
+def _field(change: Any) -> str:
+    if not isinstance(change, dict):
+        return str(change)
+    live, desired = _short(change.get("live")), _short(change.get("desired"))
+    return f"{change.get('path')} live {live}, git {desired}"
+
+
+def _manager(owner: Any) -> str:
+    return str(owner.get("manager")) if isinstance(owner, dict) else str(owner)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str, sort_keys=True)
+    return text if len(text) <= _VALUE_WIDTH else text[: _VALUE_WIDTH - 1] + "…"
+
+
+def _when(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
