@@ -44,6 +44,10 @@ _HASHES_KEY = "applied-hashes.json"
 _REVISION_KEY = "revision"
 _CLAIMS_KEY = "claims.json"
 _RETRIES = 5
+# A kind missing from discovery triggers a refresh, but not more often than this:
+# a pass asks about an unserved kind several times before its CRD is applied, and
+# applying a CRD refreshes explicitly once it is Established.
+_MISS_REFRESH_SECONDS = 5.0
 
 
 class RateLimiter:
@@ -93,6 +97,7 @@ class KubernetesAdapter:
         self._limiter = RateLimiter(settings.qps, settings.burst)
         self._inventory_namespace = inventory_namespace
         self._kinds: dict[tuple[str, str], list[KindInfo]] | None = None
+        self._discovered_at = 0.0
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
 
@@ -115,7 +120,10 @@ class KubernetesAdapter:
     ) -> Any:
         """One REST call with rate limiting and Retry-After-aware retries; returns parsed JSON."""
         headers = {"Accept": accept, "Content-Type": content_type}
-        payload = json.dumps(body) if body is not None else None
+        # The REST client JSON-encodes JSON bodies itself; other types go as text.
+        payload: Any = body
+        if body is not None and content_type != "application/json":
+            payload = json.dumps(body)
         for attempt in range(_RETRIES):
             self._limiter.acquire()
             with self._counts_lock:
@@ -136,7 +144,7 @@ class KubernetesAdapter:
         path: str,
         query: list[tuple[str, str]] | None,
         headers: dict[str, str],
-        payload: str | None,
+        payload: Any,
     ) -> tuple[int, bytes, Any]:
         url = self._api.configuration.host + path
         if query:
@@ -171,17 +179,25 @@ class KubernetesAdapter:
 
     def _kind_table(self) -> dict[tuple[str, str], list[KindInfo]]:
         if self._kinds is None:
-            self._kinds = self._discover()
+            self.refresh_discovery()
+        assert self._kinds is not None
         return self._kinds
 
     def refresh_discovery(self) -> None:
         self._kinds = self._discover()
+        self._discovered_at = time.monotonic()
+
+    def _refresh_on_miss(self) -> bool:
+        if time.monotonic() - self._discovered_at < _MISS_REFRESH_SECONDS:
+            return False
+        self.refresh_discovery()
+        return True
 
     def kind_info(self, api_version: str, kind: str) -> KindInfo | None:
         group, _, version = api_version.rpartition("/")
         for refresh in (False, True):
-            if refresh:
-                self.refresh_discovery()
+            if refresh and not self._refresh_on_miss():
+                break
             for info in self._kind_table().get((group, kind), []):
                 if info.version == version:
                     return info
@@ -189,8 +205,8 @@ class KubernetesAdapter:
 
     def kind_by_group(self, group: str, kind: str) -> KindInfo | None:
         for refresh in (False, True):
-            if refresh:
-                self.refresh_discovery()
+            if refresh and not self._refresh_on_miss():
+                break
             versions = self._kind_table().get((group, kind))
             if versions:
                 return versions[0]

@@ -1,0 +1,57 @@
+"""Wire one target's real collaborators: the Git source, the Kubernetes adapter, the journal.
+
+The CLI and the daemon talk to this; tests of the engine build a Reconciler
+directly with whatever source and adapter they need.
+"""
+
+from __future__ import annotations
+
+import time
+
+from gitopsd.adapters.kubernetes import KubernetesAdapter
+from gitopsd.config import Config, TargetSettings
+from gitopsd.errors import GitopsdError
+from gitopsd.journal import Journal
+from gitopsd.model import ChangeSet
+from gitopsd.reconcile import PassOutcome, PassResult, Reconciler
+from gitopsd.render import render
+from gitopsd.source.git import GitSource
+
+
+class TargetRunner:
+    """Runs passes for one configured target; the cluster is reached only when needed."""
+
+    def __init__(self, config: Config, target: TargetSettings, journal: Journal) -> None:
+        self.target = target
+        self._journal = journal
+        self._source = GitSource(target.name, target.source, config.state_dir)
+        self._adapter: KubernetesAdapter | None = None
+
+    def run_pass(self, *, dry_run: bool = False, previews: bool = False) -> PassResult:
+        """One pass; never raises a GitopsdError: a failure is outcome FAILED with `.error`."""
+        try:
+            adapter = self._cluster()
+        except GitopsdError as error:
+            now = time.time()
+            return PassResult(self.target.name, PassOutcome.FAILED, None, ChangeSet(), None,
+                              error, now, 0.0)  # fmt: skip
+        reconciler = Reconciler(self.target, self._source, adapter, self._journal)
+        return reconciler.run(dry_run=dry_run, previews=previews)
+
+    def validate(self) -> int:
+        """Fetch and render only, no cluster; the number of declared objects."""
+        revision = self._source.fetch()
+        files = self._source.read_tree(revision)
+        objects = render(files, default_namespace=self.target.namespace,
+                         target=self.target.name, namespaced=lambda _v, _k: None)  # fmt: skip
+        return len(objects)
+
+    def close(self) -> None:
+        if self._adapter is not None:
+            self._adapter.close()
+            self._adapter = None
+
+    def _cluster(self) -> KubernetesAdapter:
+        if self._adapter is None:
+            self._adapter = KubernetesAdapter(self.target.cluster, self.target.inventory_namespace)
+        return self._adapter
