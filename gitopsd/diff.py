@@ -220,6 +220,7 @@ def object_diff_text(desired: Manifest | None, live: Manifest | None, name: str)
         have = None
     elif want is not None:
         have = secret_string_data_to_data(project(want, live))
+        want = _spelled_as(want, have)
     else:
         have = without_server_fields(live)
     before = _yaml(redact_secret(have) if have is not None else None)
@@ -231,6 +232,26 @@ def object_diff_text(desired: Manifest | None, live: Manifest | None, name: str)
         tofile=f"desired/{name}",
     )
     return "".join(lines)
+
+
+def _spelled_as(want: Any, have: Any, parent: str = "", field: str = "") -> Any:
+    """`want` with each value equivalent to the live one spelled as live spells it, so the
+    text shows only real differences (`500m` and `0.5` are no change)."""
+    if isinstance(want, Mapping):
+        live_map = have if isinstance(have, Mapping) else {}
+        return {
+            k: _spelled_as(v, live_map.get(k), field, k) for k, v in want.items() if v is not None
+        }
+    if isinstance(want, list) and isinstance(have, list):
+        key = merge_key(field, want) if field in KEYED_LISTS else None
+        if key is None:
+            return [_spelled_as(w, h, "", "") for w, h in zip(want, have, strict=False)] + want[
+                len(have) :
+            ]
+        by_id = {item_id(h, key): h for h in have if isinstance(h, Mapping)}
+        return [_spelled_as(w, by_id.get(item_id(w, key)), "", "") for w in want]
+    same = canonical({parent: {field: want}}) == canonical({parent: {field: have}})
+    return have if have is not None and same else want
 
 
 def without_server_fields(manifest: Manifest) -> Manifest:

@@ -299,3 +299,15 @@ def test_object_diff_text_of_a_deletion_drops_server_fields() -> None:
     assert "-  k: v\n" in text
     assert "resourceVersion" not in text
     assert "managedFields" not in text
+
+
+def test_object_diff_text_shows_equivalent_spellings_as_no_change() -> None:
+    case = next(c.values[0] for c in cases("diff_cases.yaml") if c.id.startswith("cpu 0.5"))
+    want = copy.deepcopy(case["desired"])
+    want["spec"]["replicas"] = 4
+
+    text = object_diff_text(want, case["live"], "Deployment prod/web")
+
+    lines = text.splitlines()[2:]  # after the ---/+++ header
+    changed = [line for line in lines if line.startswith(("+", "-"))]
+    assert changed == ["+  replicas: 4"]
