@@ -1,0 +1,130 @@
+"""`gitopsd --once`, `--dry-run`, `diff`, `validate` and `history`: exit codes and cluster state."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+from kubernetes import client
+
+from tests.e2e.conftest import Gitopsd, configmap, secret
+
+
+def live_data(api_client: object, namespace: str, name: str) -> dict[str, str] | None:
+    core = client.CoreV1Api(api_client)
+    try:
+        return core.read_namespaced_config_map(name, namespace).data  # type: ignore[no-any-return]
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def test_once_applies_the_repository_then_reports_in_sync(
+    gitopsd: Gitopsd, api_client: object
+) -> None:
+    ns = gitopsd.namespace
+    gitopsd.remote.commit({"manifests/app.yaml": configmap("app", ns, color="blue")})
+    gitopsd.write_config()
+    first = gitopsd.run("--once")
+    assert first.returncode == 0, first.stderr
+    assert live_data(api_client, ns, "app") == {"color": "blue"}
+    second = gitopsd.run("--once")
+    assert second.returncode == 0, second.stderr
+    history = gitopsd.run("history", "--json")
+    outcomes = [p["outcome"] for p in json.loads(history.stdout)["passes"]]
+    assert outcomes == ["converged", "in_sync"]
+
+
+def test_dry_run_exits_3_and_leaves_the_cluster_unchanged(
+    gitopsd: Gitopsd, api_client: object
+) -> None:
+    ns = gitopsd.namespace
+    gitopsd.remote.commit({"manifests/app.yaml": configmap("app", ns, color="blue")})
+    gitopsd.write_config()
+    result = gitopsd.run("--once", "--dry-run")
+    assert result.returncode == 3, result.stderr
+    assert "would create ConfigMap" in result.stdout
+    assert live_data(api_client, ns, "app") is None
+    assert gitopsd.run("--once").returncode == 0
+    assert gitopsd.run("--once", "--dry-run").returncode == 0
+
+
+def test_failing_target_exits_1(gitopsd: Gitopsd) -> None:
+    gitopsd.remote.commit({"manifests/app.yaml": "apiVersion: v1\nkind: ConfigMap\n"})
+    gitopsd.write_config()
+    result = gitopsd.run("--once")
+    assert result.returncode == 1
+    assert "gitopsd: target app: app.yaml document 1: metadata is missing" in result.stderr
+
+
+def test_config_typo_exits_2_with_suggestion(gitopsd: Gitopsd) -> None:
+    gitopsd.write_config(gitopsd.target(prnue=False))
+    result = gitopsd.run("--once")
+    assert result.returncode == 2
+    assert "targets[0].prnue: unknown key; did you mean 'prune'?" in result.stderr
+
+
+def test_diff_shows_the_changed_line_and_never_a_secret_value(
+    gitopsd: Gitopsd, api_client: object
+) -> None:
+    ns = gitopsd.namespace
+    gitopsd.remote.commit(
+        {
+            "manifests/app.yaml": configmap("app", ns, color="blue", size="large"),
+            "manifests/creds.yaml": secret("creds", ns, token="old-token-value"),
+        }
+    )
+    gitopsd.write_config()
+    assert gitopsd.run("--once").returncode == 0
+    assert gitopsd.run("diff").returncode == 0
+    gitopsd.remote.commit(
+        {
+            "manifests/app.yaml": configmap("app", ns, color="green", size="large"),
+            "manifests/creds.yaml": secret("creds", ns, token="new-token-value"),
+        }
+    )
+    result = gitopsd.run("diff")
+    assert result.returncode == 3, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("-") and "blue" in line for line in lines), result.stdout
+    assert any(line.startswith("+") and "green" in line for line in lines), result.stdout
+    assert not any("large" in line and line[:1] in "+-" for line in lines)
+    assert "Secret" in result.stdout or "creds" in result.stdout
+    everything = result.stdout + result.stderr
+    for value in ("old-token-value", "new-token-value"):
+        assert value not in everything
+    assert live_data(api_client, ns, "app") == {"color": "blue", "size": "large"}
+
+
+def test_validate_needs_no_cluster(gitopsd: Gitopsd) -> None:
+    ns = gitopsd.namespace
+    gitopsd.remote.commit({"manifests/app.yaml": configmap("app", ns, a="1")})
+    gitopsd.write_config(gitopsd.target(kubeconfig="/nonexistent/kubeconfig"))
+    result = gitopsd.run("validate")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "app: ok, 1 objects"
+
+
+def test_two_once_runs_at_the_same_time_only_one_runs(gitopsd: Gitopsd) -> None:
+    ns = gitopsd.namespace
+    gitopsd.remote.commit({"manifests/app.yaml": configmap("app", ns, a="1")})
+    gitopsd.write_config()
+    first = gitopsd.start("--once")
+    # The first holds the lock for its whole pass; start the second while it does.
+    time.sleep(0.3)
+    second = gitopsd.run("--once")
+    first.wait(120)
+    codes = sorted([first.returncode, second.returncode])
+    assert codes == [0, 4], (gitopsd.log(0), second.stderr)
+    loser = second.stderr if second.returncode == 4 else gitopsd.log(0)
+    assert "another gitopsd" in loser and "state directory" in loser
+    assert gitopsd.run("--once", "--wait-lock").returncode == 0
+
+
+def test_gitopsd_help_on_every_command(gitopsd: Gitopsd) -> None:
+    for args in ([], ["diff"], ["history"], ["validate"]):
+        result = subprocess.run([gitopsd.executable, *args, "--help"], capture_output=True,
+                                text=True, timeout=30)  # fmt: skip
+        assert result.returncode == 0 and "--config" in result.stdout
