@@ -131,7 +131,7 @@ def wait_for(check: Callable[[], Any], timeout: float = 30.0, every: float = 0.2
     while True:
         try:
             result = check()
-        except Exception:  # noqa: BLE001 - not ready yet (connection refused, 404, ...)
+        except Exception:  # not ready yet: connection refused, 404, ...
             result = None
         if result:
             return result
