@@ -58,6 +58,8 @@ def compare(desired: DesiredObject, live: LiveObject | None) -> DriftReport | No
         return DriftReport(key=desired.key, missing=True)
     want = comparable(desired.manifest)
     have = secret_string_data_to_data(project(want, live.manifest))
+    if want == have:  # the common case, and far cheaper than canonical forms
+        return None
     want_keyed, have_keyed = _keyed(want, have)
     want_canon, have_canon = canonical(want_keyed), canonical(have_keyed)
     if want_canon == have_canon:
@@ -76,7 +78,7 @@ def comparable(manifest: Manifest) -> Manifest:
 
 def _keyed(desired: Any, live: Any, field: str = "") -> tuple[Any, Any]:
     """Both sides with keyed lists turned into mappings by item label, so order never counts."""
-    if isinstance(desired, Mapping) and isinstance(live, Mapping):
+    if isinstance(desired, dict) and isinstance(live, dict):
         pairs = {k: _keyed(v, live.get(k), k) for k, v in desired.items()}
         return (
             {k: pair[0] for k, pair in pairs.items()},
@@ -86,7 +88,7 @@ def _keyed(desired: Any, live: Any, field: str = "") -> tuple[Any, Any]:
         key = merge_key(field, desired) if field in KEYED_LISTS else None
         if key is None:
             return desired, live
-        live_items = {item_id(v, key): v for v in live if isinstance(v, Mapping)}
+        live_items = {item_id(v, key): v for v in live if isinstance(v, dict)}
         want, have = {}, {}
         for item in desired:
             ident = item_id(item, key)

@@ -194,7 +194,7 @@ def project(desired: Manifest, live: Manifest) -> Manifest:
 
 
 def _project(desired: Any, live: Any, field: str) -> Any:
-    if isinstance(desired, Mapping) and isinstance(live, Mapping):
+    if isinstance(desired, dict) and isinstance(live, dict):
         # A declared null (`creationTimestamp: null` from kubectl) states nothing.
         return {
             k: _project(v, live[k], k) for k, v in desired.items() if k in live and v is not None
@@ -205,7 +205,7 @@ def _project(desired: Any, live: Any, field: str) -> Any:
             # Atomic list: the server replaces it whole, so live items beyond Git's count.
             pairs = [_project(d, v, "") for d, v in zip(desired, live, strict=False)]
             return pairs + live[len(desired) :]
-        by_id = {item_id(v, key): v for v in live if isinstance(v, Mapping)}
+        by_id = {item_id(v, key): v for v in live if isinstance(v, dict)}
         return [
             _project(d, by_id[item_id(d, key)], "") for d in desired if item_id(d, key) in by_id
         ]
@@ -221,7 +221,7 @@ def canonical(value: Any) -> Any:
 
 
 def _canonical(value: Any, field: str) -> Any:
-    if isinstance(value, Mapping):
+    if isinstance(value, dict):
         result = {}
         for key, item in value.items():
             if field in _QUANTITY_MAPS or key in _QUANTITY_FIELDS:
