@@ -12,7 +12,7 @@ import re
 import subprocess
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pygit2
@@ -223,27 +223,35 @@ def classify(endpoint: Endpoint, action: str, exc: Exception) -> SourceError:
     return endpoint.error(RemoteUnreachableError, what)
 
 
-@dataclass
 class Session:
-    """One network conversation with the remote: list its refs, then fetch if needed."""
+    """One conversation with the remote: list its refs, then fetch over the same connection.
 
-    endpoint: Endpoint
-    repo: pygit2.Repository
-    transfers: list[Transfer] = field(default_factory=list)
+    libgit2 reuses a connected remote for the fetch, which saves a second ref listing
+    (and, over HTTP, a second authentication challenge) when the ref has moved.
+    """
+
+    def __init__(self, endpoint: Endpoint, repo: pygit2.Repository) -> None:
+        self.endpoint = endpoint
+        self.repo = repo
+        self.transfers: list[Transfer] = []
+        self._remote: pygit2.Remote | None = None
+
+    def _connection(self) -> pygit2.Remote:
+        if self._remote is None:
+            self._remote = self.repo.remotes.create_anonymous(self.endpoint.url)
+        return self._remote
 
     def list_heads(self) -> dict[str, str]:
         """Every ref the remote advertises (peeled tags as `name^{}`) -> object id."""
-        remote = self.repo.remotes.create_anonymous(self.endpoint.url)
         callbacks = _Callbacks(self.endpoint)
         with translating(self.endpoint, "listing refs"), _process_settings(self.endpoint):
-            heads = remote.list_heads(callbacks=callbacks)
+            heads = self._connection().list_heads(callbacks=callbacks)
         return {head.name: str(head.oid) for head in heads if head.name}
 
     def fetch(self, refspecs: list[str]) -> Transfer:
         """Fetch `refspecs` into the mirror; return what was downloaded."""
-        remote = self.repo.remotes.create_anonymous(self.endpoint.url)
         callbacks = _Callbacks(self.endpoint)
         with translating(self.endpoint, "fetch"), _process_settings(self.endpoint):
-            remote.fetch(refspecs, callbacks=callbacks)
+            self._connection().fetch(refspecs, callbacks=callbacks)
         self.transfers.append(callbacks.transfer)
         return callbacks.transfer

@@ -185,8 +185,10 @@ def test_incremental_fetch_downloads_only_the_new_commit(
     assert source.last_transfer is not None
     # One commit, two trees (root, deploy) and one blob.
     assert source.last_transfer.received_objects == 4
-    posts = [r for r in git_http_server.log() if r.method == "POST"]
-    assert len(posts) == 1 and posts[0].bytes_out < first_bytes / 4
+    log = git_http_server.log()
+    # The fetch reuses the connection of the ref listing: one listing, one pack request.
+    assert [(r.method, r.status) for r in log] == [("GET", 401), ("GET", 200), ("POST", 200)]
+    assert log[-1].bytes_out < first_bytes / 4
 
 
 def test_mirror_is_shared_and_reused(

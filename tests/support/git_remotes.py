@@ -234,6 +234,8 @@ class HttpRequest:
 class _GitHttpHandler(BaseHTTPRequestHandler):
     # HTTP/1.1 keeps the connection across libgit2's 401 challenge and its retry.
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle on, delayed ACKs add 40 ms.
+    disable_nagle_algorithm = True
     server: GitHttpServer
 
     def do_GET(self) -> None:
@@ -280,13 +282,14 @@ class _GitHttpHandler(BaseHTTPRequestHandler):
     def _reply(
         self, status: int, headers: Mapping[str, str], out: bytes, bytes_in: int, user: str | None
     ) -> None:
+        # Recorded before answering, so the log keeps the order in which the client asked.
+        self.server.record(HttpRequest(self.command, self.path, status, bytes_in, len(out), user))
         self.send_response(status)
         for key, val in headers.items():
             self.send_header(key, val)
         self.send_header("Content-Length", str(len(out)))
         self.end_headers()
         self.wfile.write(out)
-        self.server.record(HttpRequest(self.command, self.path, status, bytes_in, len(out), user))
 
 
 class GitHttpServer(ThreadingHTTPServer):
