@@ -28,6 +28,9 @@ def cluster_error(status: int, body: Any, what: str) -> ClusterError:
     if status == 404:
         return NotFoundError(text, status=status)
     if status == 409:
+        managers = conflict_managers(body)
+        if managers:
+            text += f" (fields owned by {', '.join(managers)}; `conflicts: force` takes them)"
         return ConflictError(text, status=status)
     if status in (401, 403):
         return ForbiddenError(

@@ -1,0 +1,95 @@
+"""API server answers become the right ClusterError, with the fix in the message."""
+
+from __future__ import annotations
+
+import pytest
+
+from gitopsd.adapters.kube_errors import cluster_error, conflict_managers, retry_after_seconds
+from gitopsd.errors import (
+    ClusterError,
+    ConflictError,
+    ForbiddenError,
+    ImmutableFieldError,
+    InvalidObjectError,
+    NotFoundError,
+    UnavailableError,
+)
+
+IMMUTABLE = {
+    "message": 'Deployment.apps "web" is invalid: spec.selector: Invalid value: '
+    '{"matchLabels":{"app":"web2"}}: field is immutable'
+}
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected", "retryable"),
+    [
+        (404, {"message": "not found"}, NotFoundError, False),
+        (409, {"message": "Apply failed with 1 conflict"}, ConflictError, False),
+        (403, {"message": "forbidden"}, ForbiddenError, False),
+        (401, None, ForbiddenError, False),
+        (422, {"message": "spec.ports[0].port: Invalid value"}, InvalidObjectError, False),
+        (422, IMMUTABLE, ImmutableFieldError, False),
+        (429, {"message": "too many requests"}, UnavailableError, True),
+        (500, {"message": "etcdserver: request timed out"}, UnavailableError, True),
+        (503, None, UnavailableError, True),
+        (418, {"message": "teapot"}, ClusterError, False),
+    ],
+)
+def test_status_maps_to_error_family(
+    status: int, body: object, expected: type[ClusterError], retryable: bool
+) -> None:
+    error = cluster_error(status, body, "ConfigMap ns/settings")
+    assert type(error) is expected
+    assert error.retryable is retryable
+    assert error.status == status
+    assert str(error).startswith("ConfigMap ns/settings: ")
+
+
+def test_immutable_error_says_how_to_fix_it() -> None:
+    assert "recreate: true" in str(cluster_error(422, IMMUTABLE, "Deployment.apps ns/web"))
+
+
+def test_forbidden_error_says_what_to_grant() -> None:
+    assert "permission" in str(cluster_error(403, {"message": "forbidden"}, "x"))
+
+
+def test_multiline_server_message_stays_one_line() -> None:
+    error = cluster_error(422, {"message": "first\nsecond"}, "x")
+    assert "\n" not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "expected"),
+    [
+        ({"Retry-After": "3"}, None, 3.0),
+        ({}, {"details": {"retryAfterSeconds": 2}}, 2.0),
+        ({"Retry-After": "soon"}, {"details": {"retryAfterSeconds": 4}}, 4.0),
+        ({}, {"message": "x"}, 0.5),
+        (None, None, 0.5),
+    ],
+)
+def test_retry_after(headers: dict[str, str] | None, body: object, expected: float) -> None:
+    assert retry_after_seconds(headers, body, 0.5) == expected
+
+
+def test_conflict_managers_are_read_from_causes() -> None:
+    body = {
+        "details": {
+            "causes": [
+                {"message": 'conflict with "kubectl-scale" using apps/v1', "field": ".spec.replicas"},
+                {"message": 'conflict with "kubectl-edit" using apps/v1', "field": ".spec.x"},
+                {"message": 'conflict with "kubectl-scale" using apps/v1', "field": ".spec.y"},
+            ]
+        }
+    }
+    assert conflict_managers(body) == ("kubectl-edit", "kubectl-scale")
+
+
+def test_conflict_error_names_the_other_manager_and_the_setting() -> None:
+    body = {
+        "message": "Apply failed with 1 conflict",
+        "details": {"causes": [{"message": 'conflict with "kubectl-scale" using apps/v1'}]},
+    }
+    message = str(cluster_error(409, body, "Deployment.apps ns/web"))
+    assert "kubectl-scale" in message and "conflicts: force" in message
