@@ -77,7 +77,7 @@ def test_conflict_managers_are_read_from_causes() -> None:
     body = {
         "details": {
             "causes": [
-                {"message": 'conflict with "kubectl-scale" using apps/v1', "field": ".spec.replicas"},
+                {"message": 'conflict with "kubectl-scale" using apps/v1', "field": ".spec.r"},
                 {"message": 'conflict with "kubectl-edit" using apps/v1', "field": ".spec.x"},
                 {"message": 'conflict with "kubectl-scale" using apps/v1', "field": ".spec.y"},
             ]
