@@ -205,7 +205,7 @@ def translating(endpoint: Endpoint, action: str) -> Iterator[None]:
         yield
     except SourceError:
         raise
-    except (pygit2.GitError, OSError, ValueError) as exc:
+    except (pygit2.GitError, OSError, ValueError, KeyError) as exc:
         raise classify(endpoint, action, exc) from exc
 
 
