@@ -12,7 +12,6 @@ import os
 import shutil
 import signal
 import subprocess
-import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -74,15 +73,9 @@ class Gitopsd:
         return f"  - {{{fields}}}\n"
 
     def write_config(self, *targets: str, extra: str = "", interval: str = "1h") -> Path:
-        body = textwrap.dedent(
-            f"""\
-            state_dir: {self.state_dir}
-            interval: {interval}
-            stop_timeout: 20s
-            {extra}
-            """
-        ).replace("\n\n", "\n")
-        self.config_path.write_text(body + "targets:\n" + "".join(targets or [self.target()]))
+        head = f"state_dir: {self.state_dir}\ninterval: {interval}\nstop_timeout: 20s\n"
+        head += extra + "\n" if extra else ""
+        self.config_path.write_text(head + "targets:\n" + "".join(targets or [self.target()]))
         return self.config_path
 
     def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

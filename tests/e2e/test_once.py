@@ -14,7 +14,7 @@ from tests.e2e.conftest import Gitopsd, configmap, secret
 def live_data(api_client: object, namespace: str, name: str) -> dict[str, str] | None:
     core = client.CoreV1Api(api_client)
     try:
-        return core.read_namespaced_config_map(name, namespace).data  # type: ignore[no-any-return]
+        return core.read_namespaced_config_map(name, namespace).data
     except client.ApiException as exc:
         if exc.status == 404:
             return None
