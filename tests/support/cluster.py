@@ -101,8 +101,7 @@ def _make_pki(directory: Path) -> None:
     run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
         "-days", "2", "-subj", "/CN=gitopsd-test-ca")  # fmt: skip
     (directory / "server.ext").write_text(
-        "subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.0.0.1\n"
-        "extendedKeyUsage=serverAuth\n"
+        "subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.0.0.1\nextendedKeyUsage=serverAuth\n"
     )
     (directory / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
     for name, subject in (("server", "/CN=kube-apiserver"),
@@ -246,12 +245,12 @@ clusters:
   - name: test
     cluster:
       server: {self.url}
-      certificate-authority: {pki / 'ca.crt'}
+      certificate-authority: {pki / "ca.crt"}
 users:
   - name: admin
     user:
-      client-certificate: {pki / 'admin.crt'}
-      client-key: {pki / 'admin.key'}
+      client-certificate: {pki / "admin.crt"}
+      client-key: {pki / "admin.key"}
 contexts:
   - name: test
     context: {{cluster: test, user: admin}}
