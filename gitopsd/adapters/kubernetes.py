@@ -20,8 +20,8 @@ from urllib.parse import quote
 import urllib3
 from kubernetes import client, config
 
-from gitopsd import inventory as inventory_codec
 from gitopsd.adapters.base import ApplyResult, Inventory, KindInfo
+from gitopsd.adapters.inventory_store import decode_inventory, encode_inventory, inventory_name
 from gitopsd.adapters.kube_errors import cluster_error, retry_after_seconds
 from gitopsd.config import ClusterSettings
 from gitopsd.errors import ClusterError, NotFoundError, UnavailableError
@@ -40,9 +40,6 @@ DISCOVERY_ACCEPT = (
     "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
 )
 INVENTORY_LABEL = "gitopsd.io/inventory-of"
-_HASHES_KEY = "applied-hashes.json"
-_REVISION_KEY = "revision"
-_CLAIMS_KEY = "claims.json"
 _RETRIES = 5
 # A kind missing from discovery triggers a refresh, but not more often than this:
 # a pass asks about an unserved kind several times before its CRD is applied, and
@@ -297,11 +294,11 @@ class KubernetesAdapter:
 
     def load_inventory(self, target: str) -> Inventory:
         info = self._configmap_kind()
-        key = ResourceKey("", "ConfigMap", self._inventory_namespace, _inventory_name(target))
+        key = ResourceKey("", "ConfigMap", self._inventory_namespace, inventory_name(target))
         live = self.get(info, key)
         if live is None:
             return Inventory()
-        return _decode_inventory(live.manifest.get("data") or {})
+        return decode_inventory(live.manifest.get("data") or {})
 
     def other_inventories(self, target: str) -> Mapping[str, frozenset[ResourceKey]]:
         info = self._configmap_kind()
@@ -310,7 +307,7 @@ class KubernetesAdapter:
         for live in self._list(path, info, [("labelSelector", INVENTORY_LABEL)]):
             owner = live.labels.get(INVENTORY_LABEL, "")
             if owner and owner != target:
-                stored = _decode_inventory(live.manifest.get("data") or {})
+                stored = decode_inventory(live.manifest.get("data") or {})
                 found[owner] = stored.keys | stored.claims
         return found
 
@@ -323,11 +320,11 @@ class KubernetesAdapter:
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {
-                "name": _inventory_name(target),
+                "name": inventory_name(target),
                 "namespace": self._inventory_namespace,
                 "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, INVENTORY_LABEL: target},
             },
-            "data": _encode_inventory(inventory),
+            "data": encode_inventory(inventory),
         }
         self.apply(body, dry_run=False, force=True)
 
@@ -382,34 +379,3 @@ def _parse(data: bytes) -> Any:
         return json.loads(data)
     except ValueError:
         return {"message": data.decode(errors="replace")[:200]}
-
-
-def _inventory_name(target: str) -> str:
-    return f"gitopsd-inventory-{target}"
-
-
-def _encode_inventory(inventory: Inventory) -> dict[str, str]:
-    data = dict(inventory_codec.encode(inventory.keys))
-    hashes = [
-        [*_key_tuple(key), digest] for key, digest in sorted(inventory.applied_hashes.items())
-    ]
-    data[_HASHES_KEY] = json.dumps(hashes, separators=(",", ":"))
-    data[_REVISION_KEY] = inventory.revision
-    data[_CLAIMS_KEY] = json.dumps(sorted(_key_tuple(key) for key in inventory.claims))
-    return data
-
-
-def _decode_inventory(data: Mapping[str, str]) -> Inventory:
-    keys = inventory_codec.decode(
-        {k: v for k, v in data.items() if k not in (_HASHES_KEY, _REVISION_KEY, _CLAIMS_KEY)}
-    )
-    claims = frozenset(ResourceKey(*key) for key in json.loads(data.get(_CLAIMS_KEY) or "[]"))
-    hashes = {
-        ResourceKey(group, kind, namespace, name): digest
-        for group, kind, namespace, name, digest in json.loads(data.get(_HASHES_KEY) or "[]")
-    }
-    return Inventory(keys, hashes, data.get(_REVISION_KEY, ""), claims)
-
-
-def _key_tuple(key: ResourceKey) -> tuple[str, str, str, str]:
-    return (key.group, key.kind, key.namespace, key.name)
