@@ -29,7 +29,7 @@ from gitopsd.errors import ConfigError, GitopsdError
 from gitopsd.metrics import Metrics
 from gitopsd.model import ChangeSet
 from gitopsd.notify import Notifier
-from gitopsd.status import TargetStatus, backoff_seconds
+from gitopsd.status import StatusBoard, backoff_seconds
 
 if TYPE_CHECKING:
     from gitopsd.journal import Journal
@@ -76,7 +76,7 @@ class Daemon:
         log_level_fixed: bool = False,
     ) -> None:
         self.config = config
-        self.pass_metrics = Metrics()
+        self.board = StatusBoard(Metrics())
         self._factory = runner_factory
         self._journal = journal
         self._notifier = notifier or Notifier()
@@ -86,14 +86,13 @@ class Daemon:
         self._slots: dict[str, _Slot] = {}
         self._busy: dict[str, threading.Lock] = {}
         self._pending: set[str] = set()
-        self._status: dict[str, TargetStatus] = {}
         self._secret: str | None = None
         self._wake = threading.Event()
         self._stop_requested = False
         self._reload_requested = False
         self._stopping = False
         self._scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(max_workers=max(2, len(config.targets)))},
+            executors={"default": ThreadPoolExecutor(max_workers=max(4, len(config.targets)))},
             timezone=UTC,
         )
 
@@ -102,12 +101,12 @@ class Daemon:
     def run(self) -> int:
         """Serve until asked to stop; the exit code (0)."""
         self._secret = self._read_secret(self.config)
+        listener = self._start_http()  # a port in use fails the start before any pass
         self._install_signals()
         for target in self.config.targets:
             self._start_target(target, self.config)
         self._scheduler.start()
-        listener = self._start_http()
-        self._notifier.ready(self._status_line())
+        self._notifier.ready(self.board.summary())
         log.info("daemon_started", version=__version__, targets=len(self.config.targets))
         try:
             self._main_loop()
@@ -126,7 +125,7 @@ class Daemon:
                 self.reload()
             if self.healthy():
                 self._notifier.watchdog()
-                self._notifier.status(self._status_line())
+                self._notifier.status(self.board.summary())
 
     def _shutdown(self) -> int:
         log.info("daemon_stopping")
@@ -186,11 +185,10 @@ class Daemon:
     def _start_target(self, target: TargetSettings, config: Config) -> None:
         interval = self._interval(target, config)
         slot = _Slot(target, config)
+        self.board.track(target.name, interval)
         with self._lock:
             self._slots[target.name] = slot
             self._busy.setdefault(target.name, threading.Lock())
-            status = self._status.setdefault(target.name, TargetStatus(target.name, interval))
-            status.interval_seconds = interval
         self._scheduler.add_job(
             self._run_pass,
             "interval",
@@ -214,7 +212,7 @@ class Daemon:
             if not busy.acquire(blocking=False):
                 self._pending.add(name)  # the old runner of a reloaded target is still at it
                 return
-            self._status[name].running_since = time.time()
+            self.board.started(name)
         try:
             self._pass_with(name, slot)
         finally:
@@ -229,66 +227,39 @@ class Daemon:
             if slot.runner is None:
                 slot.runner = self._factory(slot.config, slot.settings, self._journal)
             result = slot.runner.run_pass(dry_run=self._dry_run)
-        except GitopsdError as exc:  # the runner could not be built: a failed pass like another
-            log.debug("runner_not_built", target=name, error=str(exc))
-            self._record(name, "failed", None, started, time.time() - started, ChangeSet(), exc)
-            return
-        except Exception as exc:  # a bug in a stage must not end the target's schedule
-            log.exception("pass_crashed", target=name)
-            self._record(name, "failed", None, started, time.time() - started, ChangeSet(), exc)
-            return
-        revision = result.revision.commit if result.revision else None
-        self._record(
-            name, result.outcome.value, revision, result.started_at, result.duration_seconds,
-            result.changes, result.error,
-        )  # fmt: skip
-
-    def _record(
-        self, name: str, outcome: str, revision: str | None, started: float, duration: float,
-        changes: ChangeSet, error: BaseException | None,
-    ) -> None:  # fmt: skip
-        with self._lock:
-            status = self._status[name]
-            changed_from = status.record(
-                outcome, revision=revision, started_at=started, duration=duration,
-                writes=changes.writes, error=error,
+        except Exception as exc:
+            if not isinstance(exc, GitopsdError):  # a bug must not end the target's schedule
+                log.exception("pass_crashed", target=name)
+            self.board.record(
+                name, "failed", revision=None, started=started,
+                duration=time.time() - started, changes=ChangeSet(), error=exc,
             )  # fmt: skip
-        self.pass_metrics.observe_pass(
-            name, outcome, duration=duration, finished_at=started + duration, changes=changes,
-            revision=revision, error=error,
+            return
+        self.board.record(
+            name, result.outcome.value, started=result.started_at, changes=result.changes,
+            revision=result.revision.commit if result.revision else None,
+            duration=result.duration_seconds, error=result.error,
         )  # fmt: skip
-        self._log_pass(status, changed_from)
-
-    def _log_pass(self, status: TargetStatus, changed_from: str | None) -> None:
-        fields = {"target": status.name, "outcome": status.outcome, "revision": status.revision}
-        if changed_from is not None and status.health != "ok":
-            log.error("target_failing", health=status.health, error=status.error, **fields)
-        elif changed_from not in (None, "unknown") and status.health == "ok":
-            log.info("target_recovered", was=changed_from, **fields)
-        elif status.failed:
-            log.debug("target_still_failing", error=status.error, **fields)
-        writes_or_change = status.writes or status.outcome not in ("in_sync", None)
-        level = log.info if writes_or_change and not status.failed else log.debug
-        level("pass_finished", writes=status.writes, seconds=status.duration_seconds, **fields)
 
     def _schedule_next(self, name: str, slot: _Slot) -> None:
         """An immediate run when one was asked for during the pass; a later one after failure."""
         with self._lock:
             if self._stopping:
                 return
-            current = self._slots.get(name)
-            status = self._status[name]
-            if name in self._pending or (slot.retired and current is not None):
-                self._pending.discard(name)
-                delay = 0.0
-            elif slot.retired or not status.failed or not status.retryable:
-                return
-            else:
-                delay = backoff_seconds(
-                    status.failures, status.interval_seconds, self.config.backoff_max_seconds
-                )
-                log.debug("target_backoff", target=name, seconds=delay, failures=status.failures)
-        self._reschedule(name, delay)
+            # A webhook during the pass, or a reload that replaced this target's runner.
+            rerun = name in self._pending or (slot.retired and name in self._slots)
+            self._pending.discard(name)
+        if rerun:
+            self._reschedule(name, 0.0)
+            return
+        if slot.retired:
+            return
+        status = self.board.get(name)
+        if status.failed and status.retryable:
+            cap = self.config.backoff_max_seconds
+            delay = backoff_seconds(status.failures, status.interval_seconds, cap)
+            log.debug("target_backoff", target=name, seconds=delay, failures=status.failures)
+            self._reschedule(name, delay)
 
     def _reschedule(self, name: str, delay: float) -> None:
         when = datetime.now(UTC) + timedelta(seconds=delay)
@@ -328,9 +299,7 @@ class Daemon:
         names = {t.name for t in new.targets}
         for name in [t.name for t in old.targets if t.name not in names]:
             self._retire(name, remove_job=True)
-            with self._lock:
-                self._status.pop(name, None)
-            self.pass_metrics.forget(name)
+            self.board.forget(name)
             changed.append(name)
         for target in new.targets:
             same = _has_target(old, target.name) and old.target(target.name) == target
@@ -368,26 +337,20 @@ class Daemon:
         thread = getattr(self._scheduler, "_thread", None)
         if not self._scheduler.running or thread is None or not thread.is_alive():
             return False
-        now = time.time()
-        with self._lock:
-            running = [s.running_since for s in self._status.values() if s.running_since]
-        return all(now - since < _STALL_SECONDS for since in running)
+        return not self.board.running_longer_than(_STALL_SECONDS)
 
     def status(self) -> dict[str, Any]:
-        with self._lock:
-            statuses = list(self._status.values())
         return {
             "version": __version__,
             "config": str(self.config.path),
             "dry_run": self._dry_run,
-            "targets": {s.name: s.as_dict(self._next_run(s.name)) for s in statuses},
+            "targets": self.board.as_dict(self._next_run),
         }
 
     def readiness(self) -> list[str]:
         if self._stopping:
             return ["shutting down"]
-        with self._lock:
-            return [f"target {s.name}: {s.error}" for s in self._status.values() if s.failed]
+        return self.board.failing()
 
     def webhook_secret(self) -> str | None:
         return self._secret
@@ -409,20 +372,12 @@ class Daemon:
         return names
 
     def metrics(self) -> bytes:
-        return self.pass_metrics.render()
+        return self.board.metrics.render()
 
     def _next_run(self, name: str) -> float | None:
         job = self._scheduler.get_job(name) if not self._stopping else None
         when = job.next_run_time if job is not None else None
         return when.timestamp() if when is not None else None
-
-    def _status_line(self) -> str:
-        with self._lock:
-            failing = sorted(s.name for s in self._status.values() if s.failed)
-            total = len(self._status)
-        return f"{total} targets, {len(failing)} failing" + (
-            f": {', '.join(failing)}" if failing else ""
-        )
 
 
 def _has_target(config: Config, name: str) -> bool:

@@ -1,15 +1,24 @@
 """What the daemon knows about each target between passes: /status, /readyz, backoff.
 
 Kept apart from the scheduler so the bookkeeping is plain data that tests can
-drive without threads or a clock.
+drive without a scheduler.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
+import structlog
+
 from gitopsd.errors import ClusterError, GitopsdError, SourceError
+from gitopsd.metrics import Metrics
+from gitopsd.model import ChangeSet
+
+log = structlog.get_logger(__name__)
 
 IN_SYNC_OUTCOMES = ("in_sync", "converged")
 
@@ -106,3 +115,80 @@ class TargetStatus:
 def _one_line(error: BaseException) -> str:
     text = str(error) or type(error).__name__
     return " ".join(text.split())
+
+
+class StatusBoard:
+    """Every target's TargetStatus behind one lock, feeding the metrics and the log."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self._lock = threading.Lock()
+        self._targets: dict[str, TargetStatus] = {}
+
+    def track(self, name: str, interval: float) -> None:
+        with self._lock:
+            self._targets.setdefault(name, TargetStatus(name, interval)).interval_seconds = interval
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            self._targets.pop(name, None)
+        self.metrics.forget(name)
+
+    def started(self, name: str) -> None:
+        with self._lock:
+            self._targets[name].running_since = time.time()
+
+    def get(self, name: str) -> TargetStatus:
+        with self._lock:
+            return replace(self._targets[name])
+
+    def record(
+        self, name: str, outcome: str, *, revision: str | None, started: float, duration: float,
+        changes: ChangeSet, error: BaseException | None,
+    ) -> None:  # fmt: skip
+        """Take in one finished pass: status, metrics, and a log line when health changes."""
+        with self._lock:
+            status = self._targets[name]
+            changed_from = status.record(
+                outcome, revision=revision, started_at=started, duration=duration,
+                writes=changes.writes, error=error,
+            )  # fmt: skip
+            status = replace(status)
+        self.metrics.observe_pass(
+            name, outcome, duration=duration, finished_at=started + duration, changes=changes,
+            revision=revision, error=error,
+        )  # fmt: skip
+        fields = {"target": name, "outcome": outcome, "revision": status.revision}
+        if changed_from is not None and status.health != "ok":
+            log.error("target_failing", health=status.health, error=status.error, **fields)
+        elif changed_from not in (None, "unknown") and status.health == "ok":
+            log.info("target_recovered", was=changed_from, **fields)
+        else:  # the runner logs each pass itself
+            log.debug("pass_recorded", error=status.error, **fields)
+
+    def failing(self) -> list[str]:
+        """Why the daemon is not ready: one line per target whose last pass failed."""
+        with self._lock:
+            return [f"target {s.name}: {s.error}" for s in self._targets.values() if s.failed]
+
+    def running_longer_than(self, seconds: float) -> bool:
+        now = time.time()
+        with self._lock:
+            return any(
+                s.running_since is not None and now - s.running_since > seconds
+                for s in self._targets.values()
+            )
+
+    def as_dict(self, next_run: Callable[[str], float | None]) -> dict[str, Any]:
+        with self._lock:
+            statuses = [replace(s) for s in self._targets.values()]
+        return {s.name: s.as_dict(next_run(s.name)) for s in statuses}
+
+    def summary(self) -> str:
+        """systemd's STATUS= line."""
+        with self._lock:
+            failing = sorted(s.name for s in self._targets.values() if s.failed)
+            total = len(self._targets)
+        return f"{total} targets, {len(failing)} failing" + (
+            f": {', '.join(failing)}" if failing else ""
+        )

@@ -91,6 +91,7 @@ def test_sigterm_during_a_pass_finishes_it_and_exits_0(
     wait_for(lambda: count() > 0, timeout=60, every=0.05)
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(30) == 0, gitopsd.log()
+    assert count() == len(files)  # the pass in progress was finished, not cut short
     for item in core.list_namespaced_config_map(ns, label_selector="gitopsd.io/target").items:
         assert item.metadata is not None and item.metadata.name is not None
         index = item.metadata.name.removeprefix("cm-")
