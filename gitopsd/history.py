@@ -29,7 +29,7 @@ def print_history(
         out.write("no passes recorded\n")
         return
     for at, (target, event, detail) in rows:
-        out.write(f"{_when(at)}  {target:<16} {event:<13} {detail}\n")
+        out.write(f"{_when(at)}  {target:<16} {event:<17} {detail}\n")
 
 
 def _pass_row(row: dict[str, Any]) -> tuple[str, str, str]:

@@ -170,3 +170,10 @@ def test_secret_ref_reads_file_or_env(tmp_path: Path, monkeypatch: pytest.Monkey
         SecretRef(env="GITOPSD_TEST_ABSENT").read()
     with pytest.raises(ConfigError, match="cannot read secret file"):
         SecretRef(file=tmp_path / "absent").read()
+
+
+def test_the_commented_example_is_a_valid_configuration() -> None:
+    example = Path(__file__).parents[2] / "config" / "gitopsd.yaml"
+    config = load_config(example)
+    assert [t.name for t in config.targets] == ["web"]
+    assert config.webhook is not None and config.http is not None

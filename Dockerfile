@@ -1,0 +1,26 @@
+# gitopsd as a sidecar or a single-container Deployment, using the pod's service account.
+#   docker build -t gitopsd .
+#   docker run --rm gitopsd --version
+FROM python:3.11-slim
+
+# libgit2 comes inside the pygit2 wheel; git is not needed. ca-certificates for HTTPS remotes.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY gitopsd ./gitopsd
+RUN pip install --no-cache-dir . && rm -rf /src
+
+RUN useradd --system --uid 10001 --home-dir /var/lib/gitopsd --create-home gitopsd
+USER 10001:10001
+WORKDIR /var/lib/gitopsd
+ENV HOME=/var/lib/gitopsd PYTHONUNBUFFERED=1
+
+# The configuration is mounted here (a ConfigMap); omit kubeconfig in it to use the
+# in-cluster service account.
+VOLUME ["/var/lib/gitopsd"]
+EXPOSE 9100
+ENTRYPOINT ["gitopsd"]
+CMD ["--config", "/etc/gitopsd/config.yaml"]
