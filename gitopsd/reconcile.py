@@ -318,12 +318,13 @@ class Reconciler:
             "pass_completed", outcome=result.outcome.value, writes=result.changes.writes,
             duration_seconds=round(result.duration_seconds, 3), error=error, dry_run=dry_run,
         )  # fmt: skip
-        if self._journal is not None:
+        # A dry run writes nothing, the journal included: `history` shows what happened.
+        if self._journal is not None and not dry_run:
             self._journal.record_pass(
                 target=result.target, revision=revision, outcome=result.outcome.value,
                 started_at=result.started_at, duration_seconds=result.duration_seconds,
                 writes=result.changes.writes, error=error,
-                drifts=[] if dry_run else [(result.started_at, e) for e in drifts],
+                drifts=[(result.started_at, e) for e in drifts],
             )  # fmt: skip
 
 
