@@ -7,6 +7,8 @@ run concurrently on a bounded pool; phases run in the plan's order.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ class ApplyOptions:
     recreate: bool
     concurrency: int
     crd_timeout: float = 60.0
+    delete_timeout: float = 60.0
 
 
 def phase_of(key: ResourceKey, namespaced: bool) -> int:
@@ -58,6 +61,8 @@ class Applier:
         self._adapter = adapter
         self._options = options
         self.last_dry_runs: dict[ResourceKey, ApplyResult] = {}
+        # Set by a shutdown: writes not yet started are skipped, those in flight finish.
+        self.stop = threading.Event()
 
     def dry_run(self, step: PlanStep) -> ApplyResult:
         """Server-side dry-run of one create or apply step."""
@@ -92,6 +97,8 @@ class Applier:
     def _write_one(
         self, step: PlanStep, info_of: Callable[[ResourceKey], KindInfo | None]
     ) -> ChangeSetEntry:
+        if self.stop.is_set():
+            return ChangeSetEntry(step.key, Action.SKIPPED, step.drift, "interrupted by shutdown")
         try:
             if step.kind is StepKind.DELETE:
                 info = info_of(step.key)
@@ -104,10 +111,24 @@ class Applier:
                 if info is None:
                     raise ReconcileError(f"{step.key}: kind no longer served; cannot recreate")
                 self._adapter.delete(info, step.key)
+                self._wait_gone(info, step.key)
             self._adapter.apply(step.desired.manifest, dry_run=False, force=self._options.force)
             return ChangeSetEntry(step.key, _action_of(step), step.drift, "", _losers(step))
         except GitopsdError as error:
             return ChangeSetEntry(step.key, Action.FAILED, step.drift, str(error))
+
+    def _wait_gone(self, info: KindInfo, key: ResourceKey) -> None:
+        """Wait until a deleted object is gone: finalizers can hold it in Terminating."""
+        deadline = time.monotonic() + self._options.delete_timeout
+        while (current := self._adapter.get(info, key)) is not None:
+            if time.monotonic() > deadline:
+                finalizers = (current.manifest.get("metadata") or {}).get("finalizers") or []
+                raise ReconcileError(
+                    f"{key}: deleted for recreation but still present after "
+                    f"{self._options.delete_timeout:.0f}s (finalizers: {', '.join(finalizers)})",
+                    retryable=True,
+                )
+            time.sleep(0.2)
 
     def wait_for_crds(self, steps: Sequence[PlanStep]) -> list[ChangeSetEntry]:
         """Wait until every CRD just written is Established; a timeout fails that CRD."""

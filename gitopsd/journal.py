@@ -40,6 +40,13 @@ CREATE TABLE IF NOT EXISTS drifts (
     managers TEXT NOT NULL,
     error TEXT
 );
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    target TEXT NOT NULL,
+    time REAL NOT NULL,
+    event TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
 CREATE INDEX IF NOT EXISTS passes_target_time ON passes (target, started_at);
 CREATE INDEX IF NOT EXISTS drifts_target_time ON drifts (target, time);
 """
@@ -88,6 +95,21 @@ class Journal:
                 " name, action, fields, managers, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 [_drift_row(cursor.lastrowid, target, revision, at, e) for at, e in drifts],
             )
+
+    def record_event(self, *, target: str, at: float, event: str, detail: dict[str, Any]) -> None:
+        """Store one event that is neither a pass nor a drift (a history rewrite)."""
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT INTO events (target, time, event, detail) VALUES (?, ?, ?, ?)",
+                (target, at, event, json.dumps(detail)),
+            )
+
+    def events(self, target: str | None = None, since: float | None = None) -> list[dict[str, Any]]:
+        """Other events, oldest first; `detail` decoded."""
+        rows = self._select("events", "time", target, since)
+        for row in rows:
+            row["detail"] = json.loads(row["detail"])
+        return rows
 
     def passes(self, target: str | None = None, since: float | None = None) -> list[dict[str, Any]]:
         """Passes, oldest first, optionally for one target and after a time."""

@@ -10,6 +10,7 @@ nothing is pruned on an error or an empty render.
 from __future__ import annotations
 
 import enum
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -19,10 +20,12 @@ import structlog
 
 from gitopsd import inventory as inventory_rules
 from gitopsd.adapters.base import ClusterAdapter, Inventory, KindInfo
+from gitopsd.adapters.inventory_store import check_size
 from gitopsd.apply import Applier, ApplyOptions, phase_of, same_object
 from gitopsd.config import ConflictPolicy, TargetSettings
 from gitopsd.diff import object_diff_text
 from gitopsd.errors import GitopsdError, OwnershipError, ReconcileError, RenderError
+from gitopsd.handoff import keep_sole_owned
 from gitopsd.journal import Journal
 from gitopsd.livestate import LiveReader
 from gitopsd.model import (
@@ -43,6 +46,10 @@ from gitopsd.plan import make_plan, manifest_hash
 from gitopsd.render import render
 
 log = structlog.get_logger("gitopsd.reconcile")
+
+_WRITTEN = frozenset(
+    {Action.CREATED, Action.CORRECTED, Action.UPDATED, Action.RECREATED, Action.PRUNED}
+)
 
 
 class Source(Protocol):
@@ -116,10 +123,21 @@ class Reconciler:
             concurrency=target.cluster.concurrency,
         )
         self._applier = Applier(adapter, options)
+        self._journaled_rewrite: tuple[str, str] | None = None
 
-    def run(self, *, dry_run: bool = False, previews: bool = False) -> PassResult:
-        """One pass; never raises a GitopsdError: a failure is outcome FAILED with `.error`."""
+    def run(
+        self,
+        *,
+        dry_run: bool = False,
+        previews: bool = False,
+        stop: threading.Event | None = None,
+    ) -> PassResult:
+        """One pass; never raises a GitopsdError: a failure is outcome FAILED with `.error`.
+
+        Setting `stop` ends the pass after the writes in flight, inventory saved.
+        """
         started = self._clock()
+        self._applier.stop = stop or threading.Event()
         before = dict(self._adapter.request_counts())
         state = _Pass()
         error: GitopsdError | None = None
@@ -145,17 +163,23 @@ class Reconciler:
 
     def _pass(self, state: _Pass, *, dry_run: bool, previews: bool) -> PassOutcome:
         state.revision = self._source.fetch()
+        self._journal_history_rewrite(state.revision)
         desired = self._declared(state.revision)
         inventory = self._adapter.load_inventory(self.target.name)
         self._check_ownership(desired, inventory, dry_run=dry_run)
         reader = LiveReader(self._adapter, self.target.name)
         live = reader.read(desired, inventory.keys)
+        rules = self.target.ignore
+        desired = tuple(keep_sole_owned(obj, live.get(obj.key), rules) for obj in desired)
+        self._check_inventory_size(inventory, desired)
+        # Ignored fields are already out of `desired` (see _declared and handoff).
         state.plan = make_plan(
-            desired, live, inventory.keys, rules=self.target.ignore,
+            desired, live, inventory.keys, rules=(),
             prune=self.target.prune, last_applied=inventory.applied_hashes,
             target=self.target.name, allow_empty=self.target.allow_empty,
         )  # fmt: skip
         steps = self._confirmed(state.plan.steps, live, reader)
+        state.plan = replace(state.plan, steps=tuple(steps))
         state.entries += [ChangeSetEntry(key, Action.IGNORED) for key in state.plan.kept]
         if previews:
             state.previews = _previews(steps, live)
@@ -166,12 +190,34 @@ class Reconciler:
         finally:
             # Whatever was written is tracked, even when a later phase was refused.
             self._save_inventory(inventory, desired, steps, state)
+        if self._applier.stop.is_set():
+            raise ReconcileError(
+                f"target {self.target.name}: pass interrupted by shutdown; "
+                "writes not yet started were left for the next pass",
+                retryable=True,
+            )
         if any(entry.action is Action.FAILED for entry in state.entries):
             failed = [e for e in state.entries if e.action is Action.FAILED]
             raise ReconcileError(f"target {self.target.name}: {len(failed)} object(s) failed; "
                                  f"first: {failed[0].error}", retryable=True)  # fmt: skip
         self._source.mark_applied(state.revision)
         return PassOutcome.CONVERGED if steps else PassOutcome.IN_SYNC
+
+    def _check_inventory_size(self, inventory: Inventory, desired: Sequence[DesiredObject]) -> None:
+        """Refuse before writing anything when the inventory could not be stored afterwards."""
+        keys = inventory.keys | {obj.key for obj in desired}
+        check_size(self.target.name, keys)
+
+    def _journal_history_rewrite(self, revision: Revision) -> None:
+        rewrite = getattr(self._source, "history_rewrite", None)
+        if self._journal is None or not rewrite or rewrite[1] != revision.commit:
+            return
+        if rewrite != self._journaled_rewrite:
+            self._journal.record_event(
+                target=self.target.name, at=self._clock(), event="history_rewritten",
+                detail={"previous": rewrite[0], "revision": rewrite[1]},
+            )  # fmt: skip
+            self._journaled_rewrite = rewrite
 
     def _declared(self, revision: Revision) -> tuple[DesiredObject, ...]:
         """Render the revision, without the fields ignore rules hand to other controllers."""
@@ -275,7 +321,7 @@ class Reconciler:
         state: _Pass,
     ) -> None:
         """Store what the target owns now; objects not written keep their previous hash."""
-        done = {e.key for e in state.entries if e.action is not Action.FAILED}
+        done = {e.key for e in state.entries if e.action in _WRITTEN}
         unreached = {step.key for step in steps} - done
         declared = {obj.key for obj in desired}
         failed_deletions = {key for key in unreached if key not in declared}
@@ -313,8 +359,9 @@ class Reconciler:
                           for o in (drift.owners if drift else ())],
             )  # fmt: skip
         error = str(result.error) if result.error else None
-        event = bound.error if result.error else bound.info
-        event(
+        # Failures are logged as a state change by the daemon (target_failing), once;
+        # this is the per-pass record, so it stays at info whatever the outcome.
+        bound.info(
             "pass_completed", outcome=result.outcome.value, writes=result.changes.writes,
             duration_seconds=round(result.duration_seconds, 3), error=error, dry_run=dry_run,
         )  # fmt: skip

@@ -80,7 +80,8 @@ def render(
 def _documents(files: Sequence[SourceFile]) -> Iterator[tuple[str, str, Manifest]]:
     """(where, origin, manifest) for every non-empty document, `kind: List` expanded."""
     for file in sorted(files, key=lambda f: f.path):
-        if not file.path.endswith(SUFFIXES):
+        # Same rule as the tree reader: `app.YAML` is a manifest, never silently skipped.
+        if not file.path.lower().endswith(SUFFIXES):
             continue
         for index, data in _load(file):
             where = f"{file.path} document {index}"

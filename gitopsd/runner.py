@@ -6,6 +6,7 @@ directly with whatever source and adapter they need.
 
 from __future__ import annotations
 
+import threading
 import time
 
 from gitopsd.adapters.kubernetes import KubernetesAdapter
@@ -27,8 +28,17 @@ class TargetRunner:
         self._source = GitSource(target.name, target.source, config.state_dir)
         self._adapter: KubernetesAdapter | None = None
 
-    def run_pass(self, *, dry_run: bool = False, previews: bool = False) -> PassResult:
-        """One pass; never raises a GitopsdError: a failure is outcome FAILED with `.error`."""
+    def run_pass(
+        self,
+        *,
+        dry_run: bool = False,
+        previews: bool = False,
+        stop: threading.Event | None = None,
+    ) -> PassResult:
+        """One pass; never raises a GitopsdError: a failure is outcome FAILED with `.error`.
+
+        Setting `stop` ends the pass after the writes in flight, with the inventory saved.
+        """
         try:
             adapter = self._cluster()
         except GitopsdError as error:
@@ -36,7 +46,7 @@ class TargetRunner:
             return PassResult(self.target.name, PassOutcome.FAILED, None, ChangeSet(), None,
                               error, now, 0.0)  # fmt: skip
         reconciler = Reconciler(self.target, self._source, adapter, self._journal)
-        return reconciler.run(dry_run=dry_run, previews=previews)
+        return reconciler.run(dry_run=dry_run, previews=previews, stop=stop)
 
     def validate(self) -> int:
         """Fetch and render only, no cluster; the number of declared objects."""

@@ -7,7 +7,11 @@ from collections.abc import Mapping
 
 from gitopsd import inventory as inventory_codec
 from gitopsd.adapters.base import Inventory
+from gitopsd.errors import InventoryError
 from gitopsd.model import ResourceKey
+
+# A ConfigMap holds at most 1 MiB; leave room for metadata and the hashes' growth.
+MAX_INVENTORY_BYTES = 900 * 1024
 
 _HASHES_KEY = "applied-hashes.json"
 _REVISION_KEY = "revision"
@@ -30,15 +34,30 @@ def encode_inventory(inventory: Inventory) -> dict[str, str]:
 
 
 def decode_inventory(data: Mapping[str, str]) -> Inventory:
-    keys = inventory_codec.decode(
-        {k: v for k, v in data.items() if k not in (_HASHES_KEY, _REVISION_KEY, _CLAIMS_KEY)}
-    )
-    claims = frozenset(ResourceKey(*key) for key in json.loads(data.get(_CLAIMS_KEY) or "[]"))
-    hashes = {
-        ResourceKey(group, kind, namespace, name): digest
-        for group, kind, namespace, name, digest in json.loads(data.get(_HASHES_KEY) or "[]")
-    }
+    """The Inventory stored in `data`; InventoryError when it is damaged."""
+    try:
+        keys = inventory_codec.decode(
+            {k: v for k, v in data.items() if k not in (_HASHES_KEY, _REVISION_KEY, _CLAIMS_KEY)}
+        )
+        claims = frozenset(ResourceKey(*key) for key in json.loads(data.get(_CLAIMS_KEY) or "[]"))
+        hashes = {
+            ResourceKey(group, kind, namespace, name): digest
+            for group, kind, namespace, name, digest in json.loads(data.get(_HASHES_KEY) or "[]")
+        }
+    except (ValueError, TypeError) as error:
+        raise InventoryError(f"damaged: {error}") from error
     return Inventory(keys, hashes, data.get(_REVISION_KEY, ""), claims)
+
+
+def check_size(target: str, keys: frozenset[ResourceKey]) -> None:
+    """InventoryError when the inventory of `keys` would not fit in one ConfigMap."""
+    sample = Inventory(keys, dict.fromkeys(keys, "0" * 64), "0" * 40, keys)
+    size = sum(len(k) + len(v.encode()) for k, v in encode_inventory(sample).items())
+    if size > MAX_INVENTORY_BYTES:
+        raise InventoryError(
+            f"target {target}: {len(keys)} objects need a {size // 1024} KiB inventory, more "
+            f"than a ConfigMap holds ({MAX_INVENTORY_BYTES // 1024} KiB); split the target"
+        )
 
 
 def _key_tuple(key: ResourceKey) -> tuple[str, str, str, str]:

@@ -24,7 +24,7 @@ from gitopsd.adapters.base import ApplyResult, Inventory, KindInfo
 from gitopsd.adapters.inventory_store import decode_inventory, encode_inventory, inventory_name
 from gitopsd.adapters.kube_errors import cluster_error, retry_after_seconds
 from gitopsd.config import ClusterSettings
-from gitopsd.errors import ClusterError, NotFoundError, UnavailableError
+from gitopsd.errors import ClusterError, InventoryError, NotFoundError, UnavailableError
 from gitopsd.model import (
     FIELD_MANAGER,
     MANAGED_BY_LABEL,
@@ -298,7 +298,14 @@ class KubernetesAdapter:
         live = self.get(info, key)
         if live is None:
             return Inventory()
-        return decode_inventory(live.manifest.get("data") or {})
+        try:
+            return decode_inventory(live.manifest.get("data") or {})
+        except InventoryError as error:
+            raise InventoryError(
+                f"target {target}: inventory {key.namespace}/{key.name} cannot be read ({error}); "
+                "nothing is applied or pruned until it is fixed; deleting it starts a new "
+                "inventory, and objects no longer declared are then left in place"
+            ) from error
 
     def other_inventories(self, target: str) -> Mapping[str, frozenset[ResourceKey]]:
         info = self._configmap_kind()

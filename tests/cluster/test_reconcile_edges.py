@@ -1,0 +1,183 @@
+"""Edge cases of the reconcile pass against the real kube-apiserver."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from kubernetes import client
+
+from gitopsd.config import IgnoreRule
+from gitopsd.model import Action
+from gitopsd.reconcile import PassOutcome
+from tests.cluster.conftest import Rig, read_testdata
+
+PROTECTED = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: protected\n  labels: {protect: 'yes'}\ndata: {a: b}\n"  # noqa: E501
+
+
+def _apps(api_client: Any) -> client.AppsV1Api:
+    return client.AppsV1Api(api_client)
+
+
+def _core(api_client: Any) -> client.CoreV1Api:
+    return client.CoreV1Api(api_client)
+
+
+def test_ignore_rule_added_later_keeps_the_live_value(rig: Rig, api_client: Any) -> None:
+    rig.source.files["app/mixed.yaml"] = read_testdata("mixed.yaml", ID=rig.unique).replace(
+        "replicas: 2", "replicas: 3"
+    )
+    assert rig.run().outcome is PassOutcome.CONVERGED
+    # An HPA is introduced: gitopsd must hand spec.replicas over without resetting it.
+    rig.configure(ignore=(IgnoreRule(kind="Deployment", pointers=("/spec/replicas",)),))
+
+    handed_over = rig.run()
+
+    assert handed_over.outcome is PassOutcome.IN_SYNC, handed_over.error
+    assert _apps(api_client).read_namespaced_deployment("web", rig.namespace).spec.replicas == 3
+    _apps(api_client).patch_namespaced_deployment(
+        "web", rig.namespace, {"spec": {"replicas": 6}}, field_manager="horizontal-pod-autoscaler"
+    )
+    for _ in range(2):
+        later = rig.run()
+        assert later.outcome in (PassOutcome.IN_SYNC, PassOutcome.CONVERGED), later.error
+        assert _apps(api_client).read_namespaced_deployment("web", rig.namespace).spec.replicas == 6
+    assert later.outcome is PassOutcome.IN_SYNC
+
+
+def _deny_deletes(api_client: Any, unique: str, namespace: str) -> None:
+    """A ValidatingAdmissionPolicy that refuses deleting ConfigMaps labelled protect=yes."""
+    admission = client.AdmissionregistrationV1Api(api_client)
+    admission.create_validating_admission_policy(
+        {
+            "metadata": {"name": f"deny-{unique}"},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["DELETE"],
+                         "resources": ["configmaps"]}  # fmt: skip
+                    ],
+                    "objectSelector": {"matchLabels": {"protect": "yes"}},
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": namespace}
+                    },
+                },
+                "validations": [{"expression": "false", "message": "protected by test"}],
+            },
+        }
+    )
+    admission.create_validating_admission_policy_binding(
+        {
+            "metadata": {"name": f"deny-{unique}"},
+            "spec": {"policyName": f"deny-{unique}", "validationActions": ["Deny"]},
+        }
+    )
+
+
+def _wait_denied(api_client: Any, namespace: str) -> None:
+    """The policy takes effect asynchronously: probe with a throwaway object."""
+    core = _core(api_client)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        core.create_namespaced_config_map(
+            namespace, {"metadata": {"name": "probe", "labels": {"protect": "yes"}}}
+        )
+        try:
+            core.delete_namespaced_config_map("probe", namespace)
+        except client.ApiException as error:
+            if error.status in (400, 403, 422):
+                return
+            raise
+        time.sleep(0.3)
+    raise AssertionError("the admission policy never took effect")
+
+
+def test_failed_deletion_stays_tracked_and_is_retried(rig: Rig, api_client: Any) -> None:
+    rig.source.files["keep.yaml"] = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: keep}\n"
+    rig.source.files["protected.yaml"] = PROTECTED
+    assert rig.run().outcome is PassOutcome.CONVERGED
+    _deny_deletes(api_client, rig.unique, rig.namespace)
+    admission = client.AdmissionregistrationV1Api(api_client)
+    try:
+        _wait_denied(api_client, rig.namespace)
+        del rig.source.files["protected.yaml"]
+
+        refused = rig.run()
+
+        assert refused.outcome is PassOutcome.FAILED
+        assert [(e.key.name, e.action) for e in refused.changes.entries] == [
+            ("protected", Action.FAILED)
+        ]
+        assert "protected by test" in refused.changes.entries[0].error
+        inventory = rig.adapter.load_inventory(rig.settings.name)
+        assert {key.name for key in inventory.keys} == {"keep", "protected"}
+    finally:
+        admission.delete_validating_admission_policy_binding(f"deny-{rig.unique}")
+        admission.delete_validating_admission_policy(f"deny-{rig.unique}")
+
+    deadline = time.monotonic() + 30
+    while True:
+        retried = rig.run()
+        if retried.outcome is PassOutcome.CONVERGED or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert retried.outcome is PassOutcome.CONVERGED, retried.error
+    assert [(e.key.name, e.action) for e in retried.changes.entries] == [
+        ("protected", Action.PRUNED)
+    ]
+    assert {k.name for k in rig.adapter.load_inventory(rig.settings.name).keys} == {"keep"}
+
+
+def test_recreate_waits_for_finalizers(rig: Rig, api_client: Any) -> None:
+    rig.configure(recreate=True)
+    immutable = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: frozen}\nimmutable: true\n"
+    rig.source.files["frozen.yaml"] = immutable + "data: {a: '1'}\n"
+    assert rig.run().outcome is PassOutcome.CONVERGED
+    core = _core(api_client)
+    core.patch_namespaced_config_map(
+        "frozen", rig.namespace, {"metadata": {"finalizers": ["test.gitopsd.io/hold"]}}
+    )
+    before = core.read_namespaced_config_map("frozen", rig.namespace).metadata.uid
+    rig.source.files["frozen.yaml"] = immutable + "data: {a: '2'}\n"
+
+    def release() -> None:
+        # Whoever owns the finalizer finishes its cleanup a moment after the delete.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            current = core.read_namespaced_config_map("frozen", rig.namespace)
+            if current.metadata.deletion_timestamp is not None:
+                core.patch_namespaced_config_map(
+                    "frozen", rig.namespace, {"metadata": {"finalizers": None}}
+                )
+                return
+            time.sleep(0.1)
+
+    releaser = threading.Thread(target=release)
+    releaser.start()
+    result = rig.run()
+    releaser.join()
+
+    assert result.outcome is PassOutcome.CONVERGED, result.error
+    after = core.read_namespaced_config_map("frozen", rig.namespace)
+    assert after.metadata.uid != before
+    assert after.data == {"a": "2"}
+
+
+def test_stop_skips_writes_not_started_and_keeps_inventory(rig: Rig, api_client: Any) -> None:
+    rig.source.files["app/mixed.yaml"] = read_testdata("mixed.yaml", ID=rig.unique)
+    stop = threading.Event()
+    stop.set()
+
+    interrupted = rig.run(stop=stop)
+
+    assert interrupted.outcome is PassOutcome.FAILED
+    assert "interrupted" in str(interrupted.error)
+    assert {e.action for e in interrupted.changes.entries} == {Action.SKIPPED}
+    names = {cm.metadata.name for cm in _core(api_client).list_namespaced_config_map(
+        rig.namespace).items}  # fmt: skip
+    assert "settings" not in names
+    resumed = rig.run()
+    assert resumed.outcome is PassOutcome.CONVERGED, resumed.error
+    assert {e.action for e in resumed.changes.entries} == {Action.CREATED}

@@ -1,0 +1,61 @@
+"""Ignored fields stay declared with their live value only while gitopsd alone owns them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gitopsd.config import IgnoreRule
+from gitopsd.handoff import keep_sole_owned
+from gitopsd.model import DesiredObject, LiveObject, ResourceKey
+
+KEY = ResourceKey("apps", "Deployment", "shop", "web")
+RULE = IgnoreRule(kind="Deployment", pointers=("/spec/replicas",))
+REPLICAS = {"f:spec": {"f:replicas": {}}}
+
+
+def _live(replicas: int, *owners: tuple[str, str]) -> LiveObject:
+    managed = [
+        {"manager": manager, "operation": operation, "fieldsV1": REPLICAS}
+        for manager, operation in owners
+    ]
+    manifest: dict[str, Any] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop", "managedFields": managed},
+        "spec": {"replicas": replicas, "paused": False},
+    }
+    return LiveObject(KEY, manifest)
+
+
+DESIRED = DesiredObject(
+    KEY,
+    {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {}},
+    "web.yaml#1",
+)
+
+
+@pytest.mark.parametrize(
+    ("owners", "kept"),
+    [
+        ((("gitopsd", "Apply"),), 3),  # gitopsd alone: keep declaring the live value
+        ((("gitopsd", "Apply"), ("hpa", "Update")), None),  # shared: let go, value stays
+        ((("hpa", "Update"),), None),  # someone else's already
+        ((("gitopsd", "Update"),), None),  # not from our apply
+        ((), None),
+    ],
+)
+def test_only_sole_ownership_keeps_the_field(owners: tuple[tuple[str, str], ...], kept: Any) -> None:
+    result = keep_sole_owned(DESIRED, _live(3, *owners), [RULE])
+    assert result.manifest["spec"].get("replicas") == kept
+    assert "replicas" not in DESIRED.manifest["spec"]  # input untouched
+
+
+def test_rule_for_another_kind_changes_nothing() -> None:
+    rule = IgnoreRule(kind="StatefulSet", pointers=("/spec/replicas",))
+    assert keep_sole_owned(DESIRED, _live(3, ("gitopsd", "Apply")), [rule]) is DESIRED
+
+
+def test_missing_live_object_changes_nothing() -> None:
+    assert keep_sole_owned(DESIRED, None, [RULE]) is DESIRED
