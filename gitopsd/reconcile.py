@@ -20,7 +20,7 @@ import structlog
 
 from gitopsd import inventory as inventory_rules
 from gitopsd.adapters.base import ClusterAdapter, Inventory, KindInfo
-from gitopsd.adapters.inventory_store import check_size
+from gitopsd.adapters.inventory_store import check_size, inventory_name
 from gitopsd.apply import Applier, ApplyOptions, phase_of, same_object
 from gitopsd.config import ConflictPolicy, TargetSettings
 from gitopsd.diff import object_diff_text
@@ -240,15 +240,21 @@ class Reconciler:
         self, desired: Sequence[DesiredObject], inventory: Inventory, *, dry_run: bool
     ) -> None:
         keys = frozenset(obj.key for obj in desired)
+        others = self._adapter.other_inventories(self.target.name)
         try:
-            inventory_rules.check_ownership(
-                self.target.name, keys, self._adapter.other_inventories(self.target.name)
-            )
-        except OwnershipError:
+            inventory_rules.check_ownership(self.target.name, keys, others)
+        except OwnershipError as error:
             # Record the claim, so the other target sees the clash too.
             if not dry_run and inventory.claims != keys:
                 self._adapter.save_inventory(self.target.name, replace(inventory, claims=keys))
-            raise
+            namespace = self.target.inventory_namespace
+            stale = "; ".join(
+                f"if target {other!r} no longer exists, delete ConfigMap "
+                f"{namespace}/{inventory_name(other)}"
+                for other in sorted(others)
+                if others[other] & keys
+            )
+            raise OwnershipError(f"{error} ({stale})") from error
 
     def _confirmed(
         self, steps: Sequence[PlanStep], live: Mapping[ResourceKey, LiveObject], reader: LiveReader

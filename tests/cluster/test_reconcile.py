@@ -309,6 +309,10 @@ def test_object_declared_by_two_targets_fails_both(rig: Rig, api_client: Any) ->
     second = other.run()
     first_again = rig.run()
 
-    for result in (second, first_again):
+    for result, other_name in ((second, rig.settings.name), (first_again, other_settings.name)):
         assert result.outcome is PassOutcome.FAILED
         assert rig.settings.name in str(result.error) and other_settings.name in str(result.error)
+        # The way out when the other target was removed from the configuration:
+        assert f"delete ConfigMap gitopsd-system/gitopsd-inventory-{other_name}" in str(
+            result.error
+        )

@@ -56,8 +56,12 @@ def _deny_deletes(api_client: Any, unique: str, namespace: str) -> None:
                 "failurePolicy": "Fail",
                 "matchConstraints": {
                     "resourceRules": [
-                        {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["DELETE"],
-                         "resources": ["configmaps"]}  # fmt: skip
+                        {
+                            "apiGroups": [""],
+                            "apiVersions": ["v1"],
+                            "operations": ["DELETE"],
+                            "resources": ["configmaps"],
+                        }
                     ],
                     "objectSelector": {"matchLabels": {"protect": "yes"}},
                     "namespaceSelector": {
