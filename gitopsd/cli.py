@@ -219,9 +219,11 @@ def run_passes(
 
     with _stop_on_signal(stop), ThreadPoolExecutor(max_workers=4) as pool:
         results = [r for r in pool.map(one, targets) if r is not None]
+    from gitopsd.status import failure_line
+
     for result in results:
         if result.error is not None:
-            print(f"gitopsd: target {result.target}: {result.error}", file=sys.stderr)
+            print(f"gitopsd: {failure_line(result.target, result.error)}", file=sys.stderr)
     return results
 
 

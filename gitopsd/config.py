@@ -15,6 +15,7 @@ from typing import Any
 
 from gitopsd.configread import Section, read_document
 from gitopsd.errors import ConfigError
+from gitopsd.source.refs import normalize_path, ref_problem
 
 
 class RefKind(enum.Enum):
@@ -173,7 +174,6 @@ _INLINE_SECRETS = {"password": "password", "token": "password", "ssh_passphrase"
 _IGNORE_KEYS = {"kind", "group", "name", "namespace", "pointers"}
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@]*:[^/@]*@", re.IGNORECASE)
 
 
@@ -277,14 +277,8 @@ def _source(node: Section, name: str) -> SourceSettings:
     repo = node.required_text("repo")
     if _URL_PASSWORD.match(repo):
         raise node.error("must not carry a password: use password_file or password_env", key="repo")
-    refs = [key for key in _REF_KEYS if node.has(key)]
-    if len(refs) != 1:
-        found = f"; found {' and '.join(refs)}" if refs else ""
-        raise node.error(f"target {name!r} needs exactly one of {', '.join(_REF_KEYS)}{found}")
-    ref_kind = RefKind(refs[0])
-    ref = node.required_text(refs[0])
-    if ref_kind is RefKind.COMMIT and not _COMMIT.fullmatch(ref):
-        raise node.error("must be a full commit hash (40 hex digits)", key="commit")
+    ref_kind, ref = _ref(node, name)
+    path = _repo_path(node)
     password = _secret(node, "password")
     username = node.text("username")
     if password is not None and username is None:
@@ -297,7 +291,7 @@ def _source(node: Section, name: str) -> SourceSettings:
         repo=_local_repo(node, repo),
         ref_kind=ref_kind,
         ref=ref,
-        path=node.text("path", ".") or ".",
+        path=path,
         ssh_key=ssh_key,
         ssh_passphrase=passphrase,
         known_hosts=node.path("known_hosts"),
@@ -308,6 +302,32 @@ def _source(node: Section, name: str) -> SourceSettings:
         history=node.choice("history", HistoryPolicy, HistoryPolicy.FOLLOW),
         signature=_signature(node),
     )
+
+
+def _ref(node: Section, name: str) -> tuple[RefKind, str]:
+    """The one ref of a target, checked as git would (an unquoted `tag: 1.10` is refused)."""
+    refs = [key for key in _REF_KEYS if node.has(key)]
+    if len(refs) != 1:
+        found = f"; found {' and '.join(refs)}" if refs else ""
+        raise node.error(f"target {name!r} needs exactly one of {', '.join(_REF_KEYS)}{found}")
+    ref = node.string(refs[0]) or ""
+    problem = ref_problem(refs[0], ref)
+    if problem:
+        raise node.error(f"{ref!r} {problem}", key=refs[0])
+    return RefKind(refs[0]), ref
+
+
+def _repo_path(node: Section) -> str:
+    path = node.string("path", ".") or "."
+    try:
+        normalize_path(path)
+    except ValueError:
+        raise node.error(
+            f"{path!r} is not a folder inside the repository: give it relative to the "
+            "repository root, without '..', like deploy/prod",
+            key="path",
+        ) from None
+    return path
 
 
 def _local_repo(node: Section, repo: str) -> str:

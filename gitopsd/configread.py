@@ -7,6 +7,7 @@ section does not know are refused with the closest valid key suggested.
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import re
 from collections.abc import Iterator
@@ -114,6 +115,19 @@ class Section:
             raise self.error("must not be empty", key=key)
         return str(value)
 
+    def string(self, key: str, default: str | None = None) -> str | None:
+        """Text that must be written as text: an unquoted `1.10` would silently become `1.1`."""
+        value = self.data.get(key)
+        if value is None or isinstance(value, str):
+            return self.text(key, default)
+        if isinstance(value, dict | list):
+            raise self.error(f"must be a string, not {_kind(value)}", key=key)
+        raise self.error(
+            f"YAML reads the unquoted value as {_scalar_kind(value)} ({value}), not as text: "
+            f'quote it, like {key}: "..."',
+            key=key,
+        )
+
     def required_text(self, key: str) -> str:
         value = self.text(key)
         if value is None:
@@ -215,6 +229,14 @@ def _unknown_key(key: object, keys: set[str]) -> str:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _scalar_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if _is_number(value):
+        return "a number"
+    return "a date" if isinstance(value, datetime.date) else type(value).__name__
 
 
 def _kind(value: Any) -> str:

@@ -117,6 +117,15 @@ def _one_line(error: BaseException) -> str:
     return " ".join(text.split())
 
 
+def failure_line(target: str, error: BaseException | str) -> str:
+    """`target NAME: error` on one line; not naming the target twice when the error does."""
+    text = _one_line(error) if isinstance(error, BaseException) else " ".join(error.split())
+    # Source errors start `target NAME, remote URL:`, reconcile errors `target NAME:`.
+    if text.startswith((f"target {target}:", f"target {target},")):
+        return text
+    return f"target {target}: {text}"
+
+
 class StatusBoard:
     """Every target's TargetStatus behind one lock, feeding the metrics and the log."""
 
@@ -169,7 +178,11 @@ class StatusBoard:
     def failing(self) -> list[str]:
         """Why the daemon is not ready: one line per target whose last pass failed."""
         with self._lock:
-            return [f"target {s.name}: {s.error}" for s in self._targets.values() if s.failed]
+            return [
+                failure_line(s.name, s.error or "failed")
+                for s in self._targets.values()
+                if s.failed
+            ]
 
     def running_longer_than(self, seconds: float) -> bool:
         now = time.time()

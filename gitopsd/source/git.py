@@ -30,11 +30,12 @@ from gitopsd.errors import (
 from gitopsd.model import Revision, SourceFile
 from gitopsd.source import semver
 from gitopsd.source.redact import redact_url, strip_credentials
+from gitopsd.source.refs import normalize_path, ref_problem
 from gitopsd.source.transport import Endpoint, Session, Transfer, ssh_host_port, translating
-from gitopsd.source.tree import ErrorFactory, TreeReader, normalize_path
+from gitopsd.source.tree import ErrorFactory, TreeReader
 from gitopsd.source.verify import Untrusted, verify_signature
 
-_HEX = re.compile(r"^[0-9a-f]{7,40}$")
+_HEX = re.compile(r"^[0-9a-f]{7,64}$")
 ALL_REFS = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
 
 
@@ -205,17 +206,18 @@ class GitSource:
     # --- setup ----------------------------------------------------------------------------
 
     def _validate(self) -> str:
+        """The same checks as the configuration loader, for settings built some other way."""
         kind, ref = self.settings.ref_kind, self.settings.ref.strip()
         problem = None
         if not ref:
             problem = f"{kind.value} ref is empty"
-        elif kind is RefKind.COMMIT and not _HEX.match(ref):
-            problem = f"commit {ref!r} is not a hexadecimal commit id"
-        elif kind is RefKind.SEMVER:
-            try:
-                semver.parse_range(ref)
-            except semver.RangeError as exc:
-                problem = f"semver range {ref!r}: {exc}"
+        elif kind is RefKind.COMMIT:
+            # An abbreviated id is accepted here; the configuration file wants it in full.
+            if not _HEX.match(ref):
+                problem = f"commit {ref!r} is not a hexadecimal commit id"
+        else:
+            reason = ref_problem(kind.value, ref)
+            problem = f"{kind.value} {ref!r} {reason}" if reason else None
         try:
             base = normalize_path(self.settings.path)
         except ValueError:

@@ -22,16 +22,6 @@ _MAX_LINK_HOPS = 8
 ErrorFactory = Callable[[type[SourceError], str], SourceError]
 
 
-def normalize_path(path: str) -> str:
-    """`./deploy/prod/` -> `deploy/prod`; the repository root is ''. None if it escapes."""
-    cleaned = posixpath.normpath(path.strip() or ".")
-    if cleaned == ".":
-        return ""
-    if cleaned.startswith(("/", "../")) or cleaned == "..":
-        raise ValueError(path)
-    return cleaned
-
-
 def _within(repo_path: str, base: str) -> bool:
     return not base or repo_path == base or repo_path.startswith(base + "/")
 

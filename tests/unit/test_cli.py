@@ -97,9 +97,38 @@ def test_failed_target_is_named_on_stderr(
     script: Script, config_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     script.outcomes["api"] = PassOutcome.FAILED
-    script.errors["api"] = RemoteUnreachableError("target api: remote did not answer")
+    script.errors["api"] = RemoteUnreachableError("target api, remote r: did not answer")
+    script.outcomes["web"] = PassOutcome.FAILED
+    script.errors["web"] = RenderError("bad.yaml document 1: kind is missing")
     assert run("--config", config_file, "--once") == cli.EXIT_FAILED
-    assert "gitopsd: target api: target api: remote did not answer" in capsys.readouterr().err
+    err = capsys.readouterr().err.splitlines()
+    # Source and reconcile errors name their target already; it is not repeated.
+    assert "gitopsd: target api, remote r: did not answer" in err
+    assert "gitopsd: target web: bad.yaml document 1: kind is missing" in err
+
+
+@pytest.mark.parametrize(
+    ("line", "shown"),
+    [
+        (
+            "tag: 1.10",
+            "targets[0].tag: YAML reads the unquoted value as a number (1.1), not as text",
+        ),
+        ('semver: ">=foo"', "targets[0].semver: '>=foo' is not a semver range"),
+        ("branch: main, path: ../../etc", "targets[0].path: '../../etc' is not a folder inside"),
+        ("branch: 'a b'", "targets[0].branch: 'a b' contains ' '"),
+    ],
+)
+def test_bad_ref_or_path_exits_2_before_any_pass(
+    tmp_path: Path, script: Script, capsys: pytest.CaptureFixture[str], line: str, shown: str
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(f"state_dir: state\ntargets:\n  - {{name: web, repo: r, {line}}}\n")
+    assert run("--config", path, "--once") == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith(f"gitopsd: {path}: {shown}")
+    assert err.count("\n") == 1
+    assert dict(script.calls) == {}
 
 
 def test_held_lock_exits_4_at_once(

@@ -125,12 +125,12 @@ def test_first_pass_at_once_then_probes(start: Start) -> None:
 
 def test_failed_target_makes_readyz_unready_and_backs_off(start: Start) -> None:
     script = Script(outcomes={"web": PassOutcome.FAILED})
-    script.errors["web"] = RemoteUnreachableError("target web: remote did not answer")
+    script.errors["web"] = RemoteUnreachableError("target web, remote r: did not answer")
     running = start("web", "api", script=script, interval="1s")
     assert script.wait_calls("web", 2)
     code, body = running.get("/readyz")
-    assert code == 503 and "target web: target web: remote did not answer" in body
-    assert running.daemon.readiness() == ["target web: target web: remote did not answer"]
+    assert code == 503 and "target web, remote r: did not answer" in body
+    assert running.daemon.readiness() == ["target web, remote r: did not answer"]
     assert script.wait_calls("api", 4)  # the healthy target keeps its pace
     assert script.calls["web"] <= 3  # 1s, 2s, 4s... between attempts
 
@@ -170,6 +170,10 @@ def test_reload_keeps_old_config_when_new_is_broken(start: Start) -> None:
     running.path.write_text(good.replace("branch: main", "brnch: main"))
     assert running.daemon.reload() is False
     assert running.daemon.config.target("web")
+    for broken in ('semver: ">=foo"', "tag: 1.10", "branch: main, path: ../../etc"):
+        running.path.write_text(good.replace("branch: main", broken))
+        assert running.daemon.reload() is False, broken
+        assert running.daemon.config.target("web").source.ref == "main"
     running.path.write_text(good + "  - {name: api, repo: https://h/i.git, branch: main}\n")
     assert running.daemon.reload() is True
     assert running.script.wait_calls("api", 1)

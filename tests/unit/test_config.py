@@ -126,6 +126,24 @@ def test_invalid_file_gives_one_line_naming_file_and_key(
     assert "\n" not in error
 
 
+@pytest.mark.parametrize(
+    ("ref", "path"),
+    [
+        ("branch: release/1.x", "path: ./deploy/prod/"),
+        ("branch: feature/add-web_2", "path: ."),
+        ('tag: "1.10"', "path: deploy/../clusters"),
+        ("tag: v1.2.3+build.7", "path: '2024'"),
+        ('semver: "^1.4 || >=2"', "path: a/b/c"),
+        (f"commit: {'ab' * 20}", "path: ./"),
+    ],
+)
+def test_valid_refs_and_paths_are_kept_as_written(tmp_path: Path, ref: str, path: str) -> None:
+    text = f"targets:\n  - name: web\n    repo: r\n    {ref}\n    {path}\n"
+    source = load_config(write(tmp_path, text)).targets[0].source
+    expected = yaml.safe_load(f"{ref}\n{path}")
+    assert (source.ref, source.path) == (next(iter(expected.values())), expected["path"])
+
+
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read configuration"):
         load_config(tmp_path / "absent.yaml")
