@@ -145,7 +145,9 @@ class StatusBoard:
 
     def started(self, name: str) -> None:
         with self._lock:
-            self._targets[name].running_since = time.time()
+            status = self._targets.get(name)
+            if status is not None:
+                status.running_since = time.time()
 
     def get(self, name: str) -> TargetStatus:
         with self._lock:
@@ -155,9 +157,15 @@ class StatusBoard:
         self, name: str, outcome: str, *, revision: str | None, started: float, duration: float,
         changes: ChangeSet, error: BaseException | None,
     ) -> None:  # fmt: skip
-        """Take in one finished pass: status, metrics, and a log line when health changes."""
+        """Take in one finished pass: status, metrics, and a log line when health changes.
+
+        A target removed by a reload while its pass ran is not brought back.
+        """
         with self._lock:
-            status = self._targets[name]
+            status = self._targets.get(name)
+            if status is None:
+                log.debug("pass_of_removed_target", target=name, outcome=outcome)
+                return
             changed_from = status.record(
                 outcome, revision=revision, started_at=started, duration=duration,
                 writes=changes.writes, error=error,

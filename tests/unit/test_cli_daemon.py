@@ -20,9 +20,11 @@ from gitopsd.config import load_config
 from gitopsd.daemon import Daemon
 from gitopsd.errors import RemoteUnreachableError
 from gitopsd.journal import Journal
+from gitopsd.metrics import Metrics
+from gitopsd.model import ChangeSet
 from gitopsd.notify import Notifier
 from gitopsd.reconcile import PassOutcome
-from gitopsd.status import backoff_seconds
+from gitopsd.status import StatusBoard, backoff_seconds
 from tests.support.git_remotes import free_port
 from tests.unit.fake_runner import COMMIT, Script
 
@@ -66,6 +68,9 @@ class Running:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
+
+    def metrics_text(self) -> str:
+        return self.daemon.metrics().decode()
 
     def post(self, path: str, headers: dict[str, str], body: bytes = b"{}") -> int:
         url = f"http://127.0.0.1:{self.port}{path}"
@@ -178,6 +183,50 @@ def test_reload_keeps_old_config_when_new_is_broken(start: Start) -> None:
     assert running.daemon.reload() is True
     assert running.script.wait_calls("api", 1)
     assert running.script.calls["web"] == 1  # unchanged target: not restarted
+
+
+def test_target_removed_by_reload_during_its_pass(
+    start: Start, caplog: pytest.LogCaptureFixture
+) -> None:
+    script = Script(pass_seconds=0.5)
+    running = start("web", "api", script=script)
+    board = running.daemon.board
+    running.daemon.trigger("web")
+    assert _eventually(lambda: board.get("web").running_since is not None)
+    good = running.path.read_text()
+    running.path.write_text(good.replace("  - {name: web,", "  - {name: gone,"))
+    assert running.daemon.reload() is True
+    assert script.wait_calls("web", 2)  # the pass in progress finished...
+    assert _eventually(lambda: "web" in script.closed)  # ...and its runner was closed
+    assert set(running.daemon.status()["targets"]) == {"api", "gone"}
+    gauges = [line for line in running.metrics_text().splitlines() if 'target="web"' in line]
+    assert not [
+        line
+        for line in gauges
+        if line.startswith(("gitopsd_revision", "gitopsd_target", "gitopsd_last"))
+    ]
+    assert not [r for r in caplog.records if r.exc_info], "a pass raised"
+
+
+def test_board_ignores_a_pass_of_a_forgotten_target() -> None:
+    board = StatusBoard(Metrics())
+    board.track("web", 60.0)
+    board.started("web")
+    board.forget("web")
+    board.started("web")
+    board.record("web", "in_sync", revision=COMMIT, started=time.time(), duration=0.1,
+                 changes=ChangeSet(), error=None)  # fmt: skip
+    assert board.as_dict(lambda _name: None) == {}
+    assert b'target="web"' not in board.metrics.render()  # no pass counted, no gauge set
+
+
+def _eventually(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def test_backoff_doubles_up_to_the_cap() -> None:
