@@ -22,10 +22,6 @@ from gitopsd.config import SecretRef, SourceSettings
 from gitopsd.errors import AuthenticationError, RemoteUnreachableError, SourceError
 from gitopsd.source.redact import redact_text, redact_url, strip_credentials
 
-# libgit2 keeps the home directory (where it reads .ssh/known_hosts) and the network
-# timeouts process-wide, so each network operation sets them under this lock.
-_PROCESS_SETTINGS = threading.Lock()
-
 _AUTH_WORDS = ("authenticat", "401", "403", "credential", "permission denied", "publickey")
 _HOSTKEY_WORDS = ("host key", "hostkey", "certificate")
 _TIMEOUT_WORDS = ("timed out", "timeout")
@@ -182,20 +178,100 @@ def host_key_fingerprints(host: str, port: int) -> list[str]:
     return prints
 
 
-@contextlib.contextmanager
-def _process_settings(endpoint: Endpoint) -> Iterator[None]:
-    with _PROCESS_SETTINGS:
-        previous_home = pygit2.settings.homedir
-        millis = max(1, int(endpoint.settings.timeout_seconds * 1000))
-        pygit2.settings.server_connect_timeout = millis
-        pygit2.settings.server_timeout = millis
-        if endpoint.ssh_home is not None:
-            pygit2.settings.homedir = str(endpoint.ssh_home)
+_OWN_HOME = ""  # an SSH remote without known_hosts: the process's own home directory
+
+
+@dataclass(frozen=True)
+class _Needs:
+    """The process-wide libgit2 settings one network operation depends on."""
+
+    timeout_ms: int | None  # None: no socket (a local remote)
+    home: str | None  # None: no SSH session; _OWN_HOME or a target's own home
+
+
+def _needs(endpoint: Endpoint) -> _Needs:
+    url = endpoint.url
+    ssh = ssh_host_port(url) is not None
+    if url.startswith(("/", "file:")) or ("://" not in url and not ssh):
+        return _Needs(None, None)
+    millis = max(1, int(endpoint.settings.timeout_seconds * 1000))
+    if not ssh:
+        return _Needs(millis, None)
+    return _Needs(millis, str(endpoint.ssh_home) if endpoint.ssh_home else _OWN_HOME)
+
+
+class _SettingsGate:
+    """Lets network operations run side by side while they need the same process-wide settings.
+
+    libgit2 reads its timeouts when it opens a socket, and the home directory (for
+    .ssh/known_hosts) when an SSH session starts, at moments no callback marks; so an
+    operation keeps the values it needs until it ends. Operations needing the same values
+    (the usual case: one timeout for every target, HTTPS remotes) share them, and one
+    slow remote delays no other. Only a different timeout, or an SSH remote with a
+    different known_hosts, waits for the operations using the current value to end.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._timeout_ms: int | None = None
+        self._timeout_users = 0
+        self._home: str | None = None
+        self._home_users = 0
+        self._own_home: str | None = None
+
+    @contextlib.contextmanager
+    def hold(self, needs: _Needs) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: self._fits(needs))
+            self._enter(needs)
         try:
             yield
         finally:
-            # The getter says str | None; None restores libgit2's own default.
-            pygit2.settings.homedir = previous_home  # type: ignore[assignment]
+            with self._changed:
+                self._leave(needs)
+                self._changed.notify_all()
+
+    def _fits(self, needs: _Needs) -> bool:
+        same_timeout = needs.timeout_ms in (None, self._timeout_ms) or not self._timeout_users
+        same_home = needs.home in (None, self._home) or not self._home_users
+        return same_timeout and same_home
+
+    def _enter(self, needs: _Needs) -> None:
+        if needs.timeout_ms is not None:
+            if needs.timeout_ms != self._timeout_ms:
+                pygit2.settings.server_connect_timeout = needs.timeout_ms
+                pygit2.settings.server_timeout = needs.timeout_ms
+                self._timeout_ms = needs.timeout_ms
+            self._timeout_users += 1
+        if needs.home is not None:
+            if not self._home_users:
+                self._home = needs.home
+                if needs.home != _OWN_HOME:
+                    self._own_home = pygit2.settings.homedir
+                    pygit2.settings.homedir = needs.home
+            self._home_users += 1
+
+    def _leave(self, needs: _Needs) -> None:
+        if needs.timeout_ms is not None:
+            self._timeout_users -= 1
+        if needs.home is not None:
+            self._home_users -= 1
+            if not self._home_users:
+                if self._home != _OWN_HOME:
+                    # The getter says str | None; None restores libgit2's own default.
+                    pygit2.settings.homedir = self._own_home  # type: ignore[assignment]
+                self._home = None
+
+
+_GATE = _SettingsGate()
+
+
+def _process_settings(endpoint: Endpoint) -> contextlib.AbstractContextManager[None]:
+    """Hold the process-wide timeouts and home directory this endpoint needs."""
+    needs = _needs(endpoint)
+    if needs == _Needs(None, None):
+        return contextlib.nullcontext()
+    return _GATE.hold(needs)
 
 
 @contextlib.contextmanager

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import socket
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -94,3 +96,39 @@ def git_ssh_server_port22(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield server
     finally:
         server.stop()
+
+
+@dataclasses.dataclass
+class SilentServer:
+    """A remote that accepts connections and never answers."""
+
+    port: int
+    accepted: threading.Event  # set at the first connection
+
+
+@pytest.fixture
+def silent_server() -> Iterator[SilentServer]:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    silent = SilentServer(server.getsockname()[1], threading.Event())
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except TimeoutError:
+                continue
+            silent.accepted.set()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield silent
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from gitopsd.errors import (
     UnsafeTreeError,
 )
 from gitopsd.source import GitSource
-from tests.source.conftest import MANIFESTS, MakeSource
+from tests.source.conftest import MANIFESTS, MakeSource, SilentServer
 from tests.support.git_remotes import BareRemote, GitHttpServer, SshServer, Symlink, ssh_keygen
 
 
@@ -174,35 +173,8 @@ def test_unreachable_remote_is_retryable(make_source: MakeSource) -> None:
     assert isinstance(err.value.__cause__, Exception)
 
 
-@pytest.fixture
-def silent_server() -> Iterator[int]:
-    """Accepts connections and never answers: a remote that hangs."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    server.close()
-
-
-def test_timeout(make_source: MakeSource, silent_server: int) -> None:
-    url = f"http://127.0.0.1:{silent_server}/repo.git"
+def test_timeout(make_source: MakeSource, silent_server: SilentServer) -> None:
+    url = f"http://127.0.0.1:{silent_server.port}/repo.git"
     started = time.monotonic()
     with pytest.raises(RemoteUnreachableError, match="timeout 1s") as err:
         make_source(url, timeout_seconds=1.0).fetch()
