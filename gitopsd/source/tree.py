@@ -2,7 +2,8 @@
 
 Reading from the odb (never a checkout) means a reader never sees a half-updated tree.
 Safety rules follow the path-escape CVEs of Argo CD (CVE-2022-24348, CVE-2022-24904):
-only files inside `path`, no symlink leading out of it, and a size limit.
+only files inside `path`, none read through a symlink leading out of it, and a size
+limit. A symlink that is never read (no manifest suffix) is left alone.
 """
 
 from __future__ import annotations
@@ -66,10 +67,8 @@ class TreeReader:
             repo_path = f"{prefix}/{entry.name}" if prefix else str(entry.name)
             if entry.type == ObjectType.TREE:
                 yield from self._walk(self.repo[entry.id].peel(pygit2.Tree), repo_path)
-            elif entry.filemode == FileMode.LINK:
-                self._check_link(repo_path, entry)
-                yield repo_path, entry
             elif entry.type == ObjectType.BLOB:
+                # Symlinks included: _file checks where one leads only if it would be read.
                 yield repo_path, entry
             # Submodules (commit entries) hold no manifests of this repository: skipped.
 
@@ -104,8 +103,9 @@ class TreeReader:
 
     def _file(self, repo_path: str, entry: pygit2.Object) -> SourceFile | None:
         relative = self._relative(repo_path)
+        # Case-insensitive like render's: `app.YAML` is read, and its symlink checked.
         if not relative.lower().endswith(MANIFEST_SUFFIXES):
-            return None
+            return None  # never read, so a README -> ../README link refuses nothing
         if entry.filemode == FileMode.LINK:
             try:
                 entry = self.root[self._check_link(repo_path, entry)]

@@ -116,14 +116,30 @@ def test_missing_path(bare_remote: BareRemote, make_source: MakeSource) -> None:
 @pytest.mark.parametrize(
     "link", ["../other/ignored.yaml", "../../etc/passwd", "/etc/passwd", "inner/../../other"]
 )
+@pytest.mark.parametrize("name", ["sneaky.yaml", "sneaky.YML", "sneaky.Json"])
 def test_escaping_symlink_is_refused(
-    bare_remote: BareRemote, make_source: MakeSource, link: str
+    bare_remote: BareRemote, make_source: MakeSource, link: str, name: str
 ) -> None:
-    bare_remote.commit({**MANIFESTS, "deploy/sneaky.yaml": Symlink(link)})
+    bare_remote.commit({**MANIFESTS, f"deploy/{name}": Symlink(link)})
     source = make_source(bare_remote.file_url)
     revision = source.fetch()
-    with pytest.raises(UnsafeTreeError, match=r"symlink 'sneaky.yaml' points outside 'deploy'"):
+    with pytest.raises(UnsafeTreeError, match=rf"symlink '{name}' points outside 'deploy'"):
         source.read_tree(revision)
+
+
+def test_escaping_symlink_that_is_never_read_is_left_alone(
+    bare_remote: BareRemote, make_source: MakeSource
+) -> None:
+    links = {
+        "deploy/README": Symlink("../README"),
+        "deploy/docs/notes.txt": Symlink("/etc/passwd"),
+        "deploy/shared": Symlink("../other"),  # a directory outside: never traversed
+        "deploy/loop": Symlink("loop"),
+    }
+    bare_remote.commit({**MANIFESTS, "README": "the project\n", **links})
+    source = make_source(bare_remote.file_url)
+    paths = [f.path for f in source.read_tree(source.fetch())]
+    assert paths == ["app.yaml", "data.json", "extra/more.yml"]
 
 
 def test_symlink_inside_path_is_read(bare_remote: BareRemote, make_source: MakeSource) -> None:

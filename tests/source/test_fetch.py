@@ -28,6 +28,16 @@ def test_local_path(bare_remote: BareRemote, make_source: MakeSource) -> None:
     assert _paths(source, revision) == EXPECTED_PATHS
 
 
+def test_manifest_suffixes_match_in_any_case(
+    bare_remote: BareRemote, make_source: MakeSource
+) -> None:
+    upper = {"deploy/Upper.YAML": "kind: A\n", "deploy/mixed.Yml": "kind: B\n"}
+    bare_remote.commit({**MANIFESTS, **upper, "deploy/data.JSON.bak": "{}"})
+    source = make_source(bare_remote.file_url)
+    paths = _paths(source, source.fetch())
+    assert paths == sorted([*EXPECTED_PATHS, "Upper.YAML", "mixed.Yml"])
+
+
 def test_file_url(bare_remote: BareRemote, make_source: MakeSource) -> None:
     commit = bare_remote.commit(MANIFESTS)
     source = make_source(bare_remote.file_url)
