@@ -71,7 +71,10 @@ class GitSource:
         self._verified: set[str] = set()
         self.endpoint = Endpoint(target_name, settings, self._ssh_home())
         self.last_transfer: Transfer | None = None  # None: the last fetch downloaded nothing
-        self.history_rewrite: tuple[str, str] | None = None  # (previous, new) of the last fetch
+        # (previous, new) when the last fetch found the ref rewritten, until a new commit is
+        # applied; set at every such fetch, while the warning is logged once per pair.
+        self.history_rewrite: tuple[str, str] | None = None
+        self._logged_rewrite: tuple[str, str] | None = None
         self.log = structlog.get_logger("gitopsd.source").bind(
             target=target_name, remote=redact_url(settings.repo)
         )
@@ -182,7 +185,11 @@ class GitSource:
             return
         self.history_rewrite = (previous, new)
         policy = self.settings.history
-        self.log.warning("history_rewritten", revision=new, previous=previous, policy=policy.value)
+        if self._logged_rewrite != self.history_rewrite:
+            self._logged_rewrite = self.history_rewrite
+            self.log.warning(
+                "history_rewritten", revision=new, previous=previous, policy=policy.value
+            )
         if policy is HistoryPolicy.REFUSE:
             raise self.endpoint.error(
                 HistoryRewrittenError,

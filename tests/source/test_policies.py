@@ -32,6 +32,29 @@ def test_force_push_is_followed_and_reported(
     assert (events[0]["revision"], events[0]["previous"]) == (rewritten, applied)
 
 
+@pytest.mark.parametrize("policy", [HistoryPolicy.FOLLOW, HistoryPolicy.REFUSE])
+def test_rewrite_is_logged_once_per_pair_but_reported_at_each_fetch(
+    bare_remote: BareRemote, make_source: MakeSource, policy: HistoryPolicy
+) -> None:
+    base = bare_remote.commit(MANIFESTS)
+    applied = bare_remote.commit({"deploy/app.yaml": "v: 2\n"})
+    source = make_source(bare_remote.file_url, history=policy)
+    source.mark_applied(source.fetch())
+    first = bare_remote.force_push({"deploy/app.yaml": "v: 2b\n"}, onto=base)
+    second = None
+    with structlog.testing.capture_logs() as logs:
+        for attempt in range(4):  # not applied meanwhile: the same rewrite at every pass
+            if attempt == 2:
+                second = bare_remote.force_push({"deploy/app.yaml": "v: 2c\n"}, onto=base)
+            try:
+                source.fetch()
+            except HistoryRewrittenError:
+                assert policy is HistoryPolicy.REFUSE
+            assert source.history_rewrite == (applied, first if attempt < 2 else second)
+    pairs = [(e["previous"], e["revision"]) for e in logs if e["event"] == "history_rewritten"]
+    assert pairs == [(applied, first), (applied, second)]
+
+
 def test_force_push_refused_by_policy_keeps_last_applied(
     bare_remote: BareRemote, make_source: MakeSource, state_dir: Path
 ) -> None:
