@@ -3,9 +3,11 @@
 #   docker run --rm gitopsd --version
 FROM python:3.11-slim
 
-# libgit2 comes inside the pygit2 wheel; git is not needed. ca-certificates for HTTPS remotes.
+# libgit2 comes inside the pygit2 wheel; git is not needed. ca-certificates for HTTPS
+# remotes; gnupg (gpg) and openssh-client (ssh-keygen) verify commit signatures, and
+# ssh-keyscan (openssh-client) shows an unknown SSH host key's fingerprint in the error.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates \
+    && apt-get install -y --no-install-recommends ca-certificates gnupg openssh-client \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
