@@ -46,7 +46,9 @@ DESIRED = DesiredObject(
         ((), None),
     ],
 )
-def test_only_sole_ownership_keeps_the_field(owners: tuple[tuple[str, str], ...], kept: Any) -> None:
+def test_only_sole_ownership_keeps_the_field(
+    owners: tuple[tuple[str, str], ...], kept: Any
+) -> None:
     result = keep_sole_owned(DESIRED, _live(3, *owners), [RULE])
     assert result.manifest["spec"].get("replicas") == kept
     assert "replicas" not in DESIRED.manifest["spec"]  # input untouched
