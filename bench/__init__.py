@@ -1,0 +1,1 @@
+"""Benchmarks of gitopsd against kubectl and git: `python -m bench`, see bench/README.md."""

@@ -1,0 +1,116 @@
+"""python -m bench [--objects N] [--repeat R] [--scenarios 1,2,...]: gitopsd against
+kubectl (and git) on one audited kube-apiserver, in one run; see bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import report
+from bench.env import BenchEnv
+from bench.scenarios import Scenarios, summary
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--objects", type=int, default=1000, help="objects per tool (N)")
+    parser.add_argument("--repeat", type=int, default=3, help="repetitions per scenario (R)")
+    parser.add_argument("--scenarios", default="1,2,3,4,5,6", help="comma-separated numbers")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="afterwards, profile one gitopsd --once of scenarios 2 and 4 "
+                        "with pyinstrument into DIR")  # fmt: skip
+    args = parser.parse_args()
+    wanted = sorted({int(x) for x in args.scenarios.split(",") if x.strip()})
+    root = Path(tempfile.mkdtemp(prefix="gitopsd-bench-"))
+    env = BenchEnv(root, args.objects)
+    began = time.monotonic()
+    log(f"work directory {root}; starting cluster and git server")
+    env.start()
+    results = []
+    try:
+        runner = Scenarios(env, args.repeat, log)
+        steps = {1: runner.cold, 2: runner.unchanged, 3: runner.drifted, 4: runner.changed,
+                 5: runner.removed, 6: runner.remote_unchanged}  # fmt: skip
+        for number in wanted:
+            log(f"scenario {number}")
+            results.append(summary(steps[number]()))
+        if args.profile:
+            from bench.profile import profile
+
+            profile(env, runner, args.profile, log)
+    finally:
+        env.stop()
+        if not args.keep:
+            subprocess.run(["rm", "-rf", str(root)], check=False)
+    found = report.targets(results)
+    print(report.table(results))
+    print()
+    print(report.targets_text(found))
+    date = datetime.date.today().isoformat()
+    document = {
+        "date": date,
+        "objects": args.objects,
+        "repeat": args.repeat,
+        "command": " ".join(["python -m bench", *sys.argv[1:]]),
+        "machine": {
+            "cpus": _cpus(),
+            "python": platform.python_version(),
+            "load_average_at_end": _load(),
+        },
+        "kubernetes": env.binaries.name,
+        "gitopsd": _gitopsd_source(),
+        "wall_seconds": round(time.monotonic() - began, 1),
+        "scenarios": results,
+        "table": report.table(results).splitlines(),
+        "targets": [{"target": t, "met": ok, "evidence": why} for t, ok, why in found],
+    }
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{date}-n{args.objects}.json"
+    out.write_text(json.dumps(document, indent=2) + "\n")
+    log(f"wrote {out}")
+    return 0
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _gitopsd_source() -> dict[str, str]:
+    """Which gitopsd was measured: its folder, and its commit when that can be told."""
+    import gitopsd
+
+    folder = Path(gitopsd.__file__).resolve().parent
+    found = {"path": str(folder)}
+    head = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"],
+                          capture_output=True, text=True)  # fmt: skip
+    if head.returncode == 0:
+        dirty = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--", "."],
+                               capture_output=True, text=True).stdout.strip()  # fmt: skip
+        found["commit"] = head.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
+    elif os.environ.get("GITOPSD_BENCH_COMMIT"):
+        found["commit"] = os.environ["GITOPSD_BENCH_COMMIT"] + " (exported copy)"
+    return found
+
+
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def _load() -> list[float]:
+    return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Run one measured command: wall time, peak RSS (from wait4), API requests from the audit log."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.audit import AuditLog, lists_by_resource
+
+
+@dataclass(frozen=True)
+class Run:
+    seconds: float
+    peak_rss_mib: float
+    returncode: int
+    requests: dict[str, int]
+    lists_by_resource: dict[str, int] = field(default_factory=dict)
+    output: str = ""
+
+
+class CommandFailed(RuntimeError):
+    pass
+
+
+def run_command(
+    argv: Sequence[str],
+    audit: AuditLog,
+    *,
+    env: Mapping[str, str] | None = None,
+    ok: Sequence[int] = (0,),
+    cwd: Path | None = None,
+) -> Run:
+    """Run `argv` to completion; its own peak RSS comes from wait4 on its pid."""
+    start = audit.offset()
+    with tempfile.TemporaryFile() as out:
+        began = time.perf_counter()
+        process = subprocess.Popen(
+            list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=dict(env) if env is not None else None, cwd=cwd,
+        )  # fmt: skip
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - began
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        output = out.read().decode(errors="replace")
+    requests = audit.counts(start)
+    lists = lists_by_resource(audit.path, start)
+    if process.returncode not in ok:
+        tail = "\n".join(output.strip().splitlines()[-15:])
+        raise CommandFailed(f"{' '.join(argv[:4])}... exited {process.returncode}:\n{tail}")
+    return Run(seconds, usage.ru_maxrss / 1024, process.returncode, requests, lists, output)
+
+
+def run_inprocess(function: Callable[[], object]) -> float:
+    began = time.perf_counter()
+    function()
+    return time.perf_counter() - began
