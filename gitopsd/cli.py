@@ -213,7 +213,7 @@ def run_passes(
         except GitopsdError as exc:
             return failed_result(target.name, exc)
         try:
-            return runner.run_pass(dry_run=dry_run, previews=previews)
+            return runner.run_pass(dry_run=dry_run, previews=previews, stop=stop)
         finally:
             runner.close()
 

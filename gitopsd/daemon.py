@@ -42,7 +42,13 @@ _STALL_SECONDS = 3600.0  # a pass running longer than this is taken as hung: sto
 
 
 class PassRunner(Protocol):
-    def run_pass(self, *, dry_run: bool = False, previews: bool = False) -> PassResult: ...
+    def run_pass(
+        self,
+        *,
+        dry_run: bool = False,
+        previews: bool = False,
+        stop: threading.Event | None = None,
+    ) -> PassResult: ...
     def validate(self) -> int: ...
     def close(self) -> None: ...
 
@@ -88,6 +94,7 @@ class Daemon:
         self._pending: set[str] = set()
         self._secret: str | None = None
         self._wake = threading.Event()
+        self._halt = threading.Event()  # set at shutdown: passes end after writes in flight
         self._stop_requested = False
         self._reload_requested = False
         self._stopping = False
@@ -131,16 +138,18 @@ class Daemon:
         log.info("daemon_stopping")
         self._notifier.stopping()
         self._stopping = True
-        self._scheduler.shutdown(wait=False)  # no new passes; those running go on
+        self._scheduler.shutdown(wait=False)  # no new passes
+        self._halt.set()  # passes running finish their writes in flight, then end
         deadline = time.monotonic() + self.config.stop_timeout_seconds
         with self._lock:
             busy = list(self._busy.items())
         unfinished = [n for n, b in busy if not _wait_lock(b, deadline - time.monotonic())]
         if unfinished:
-            # The pass cannot be cut short without leaving it half done; the process must still
-            # end in bounded time, and each object write it made was atomic.
-            log.warning("stop_timeout_passes_abandoned", targets=unfinished)
-            os._exit(0)
+            # A write hung past stop_timeout: the process must still end in bounded time.
+            # Each object write is atomic; the pass's inventory update may be lost, so
+            # this is reported as a failure.
+            log.error("stop_timeout_passes_abandoned", targets=unfinished)
+            os._exit(1)
         for slot in list(self._slots.values()):
             self._close_slot(slot)
         log.info("daemon_stopped")
@@ -226,7 +235,7 @@ class Daemon:
         try:
             if slot.runner is None:
                 slot.runner = self._factory(slot.config, slot.settings, self._journal)
-            result = slot.runner.run_pass(dry_run=self._dry_run)
+            result = slot.runner.run_pass(dry_run=self._dry_run, stop=self._halt)
         except Exception as exc:
             if not isinstance(exc, GitopsdError):  # a bug must not end the target's schedule
                 log.exception("pass_crashed", target=name)

@@ -73,7 +73,7 @@ def post(url: str, secret: str) -> int:
         return exc.code
 
 
-def test_sigterm_during_a_pass_finishes_it_and_exits_0(
+def test_sigterm_during_a_pass_stops_at_a_write_boundary_and_exits_0(
     gitopsd: Gitopsd, api_client: object
 ) -> None:
     ns = gitopsd.namespace
@@ -85,18 +85,27 @@ def test_sigterm_during_a_pass_finishes_it_and_exits_0(
     daemon = gitopsd.start()
     core = client.CoreV1Api(api_client)
 
-    def count() -> int:
-        return len(core.list_namespaced_config_map(ns, label_selector="gitopsd.io/target").items)
+    def created() -> list[client.V1ConfigMap]:
+        return core.list_namespaced_config_map(ns, label_selector="gitopsd.io/target").items
 
-    wait_for(lambda: count() > 0, timeout=60, every=0.05)
+    wait_for(lambda: len(created()) > 0, timeout=60, every=0.05)
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(30) == 0, gitopsd.log()
-    assert count() == len(files)  # the pass in progress was finished, not cut short
-    for item in core.list_namespaced_config_map(ns, label_selector="gitopsd.io/target").items:
-        assert item.metadata is not None and item.metadata.name is not None
+    present = created()
+    # Stopped after the writes in flight, not at the end of the pass...
+    assert 0 < len(present) < len(files)
+    # ...and no object is half written.
+    for item in present:
         index = item.metadata.name.removeprefix("cm-")
         assert item.data == {"index": str(int(index)), "pad": "x" * 64}
-    assert "daemon_stopped" in gitopsd.log()
+    # What was written is in the inventory, so it stays tracked for prune.
+    inventory = core.read_namespaced_config_map("gitopsd-inventory-app", ns).data["entries"]
+    assert all(f"|ConfigMap|{ns}|{item.metadata.name}" in inventory for item in present)
+    assert "daemon_stopped" in gitopsd.log() and "interrupted by shutdown" in gitopsd.log()
+
+    finished = gitopsd.run("--once")
+    assert finished.returncode == 0, finished.stderr
+    assert len(created()) == len(files)
 
 
 def test_sighup_with_a_broken_config_keeps_the_old_one(

@@ -41,7 +41,13 @@ class FakeRunner:
     def __init__(self, script: Script, name: str) -> None:
         self.script, self.name = script, name
 
-    def run_pass(self, *, dry_run: bool = False, previews: bool = False) -> PassResult:
+    def run_pass(
+        self,
+        *,
+        dry_run: bool = False,
+        previews: bool = False,
+        stop: threading.Event | None = None,
+    ) -> PassResult:
         started = time.time()
         time.sleep(self.script.pass_seconds)
         outcome = self.script.outcomes.get(self.name, PassOutcome.IN_SYNC)
