@@ -101,8 +101,8 @@ class ClusterSettings:
 
     kubeconfig: Path | None = None  # None: the in-cluster service account
     context: str | None = None
-    qps: float = 50.0
-    burst: int = 100
+    qps: float = 500.0
+    burst: int = 1000
     concurrency: int = 8
 
 
@@ -258,8 +258,8 @@ def _target(file: Path, where: str, item: Any) -> TargetSettings:
         cluster=ClusterSettings(
             kubeconfig=node.path("kubeconfig"),
             context=node.text("context"),
-            qps=node.number("qps", 50.0),
-            burst=node.integer("burst", 100),
+            qps=node.number("qps", 500.0),
+            burst=node.integer("burst", 1000),
             concurrency=node.integer("concurrency", 8),
         ),
         namespace=node.text("namespace", "default") or "default",

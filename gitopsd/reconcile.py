@@ -124,6 +124,7 @@ class Reconciler:
         )
         self._applier = Applier(adapter, options)
         self._journaled_rewrite: tuple[str, str] | None = None
+        self._rendered: tuple[str, tuple[DesiredObject, ...]] | None = None
 
     def run(
         self,
@@ -221,8 +222,11 @@ class Reconciler:
 
     def _declared(self, revision: Revision) -> tuple[DesiredObject, ...]:
         """Render the revision, without the fields ignore rules hand to other controllers."""
+        if self._rendered is not None and self._rendered[0] == revision.commit:
+            return self._rendered[1]
         files = self._source.read_tree(revision)
-        namespaced = _memo_namespaced(self._adapter)
+        answers: dict[tuple[str, str], KindInfo | None] = {}
+        namespaced = _memo_namespaced(self._adapter, answers)
         objects = render(files, default_namespace=self.target.namespace,
                          target=self.target.name, namespaced=namespaced)  # fmt: skip
         if not objects and not self.target.allow_empty:
@@ -231,10 +235,14 @@ class Reconciler:
                 "refusing to prune everything (set `allow_empty: true` if that is intended)"
             )
         rules = self.target.ignore
-        return tuple(
+        declared = tuple(
             replace(obj, manifest=strip_ignored(obj.manifest, obj.key, rules)) if rules else obj
             for obj in objects
         )
+        # A commit renders the same again, unless a kind was unknown (a CRD not yet applied).
+        if all(info is not None for info in answers.values()):
+            self._rendered = (revision.commit, declared)
+        return declared
 
     def _check_ownership(
         self, desired: Sequence[DesiredObject], inventory: Inventory, *, dry_run: bool
@@ -381,9 +389,10 @@ class Reconciler:
             )  # fmt: skip
 
 
-def _memo_namespaced(adapter: ClusterAdapter) -> Callable[[str, str], bool | None]:
-    """Discovery lookups for render, asked once per kind per pass."""
-    answers: dict[tuple[str, str], KindInfo | None] = {}
+def _memo_namespaced(
+    adapter: ClusterAdapter, answers: dict[tuple[str, str], KindInfo | None]
+) -> Callable[[str, str], bool | None]:
+    """Discovery lookups for render, asked once per kind per pass, recorded in `answers`."""
 
     def namespaced(api_version: str, kind: str) -> bool | None:
         if (api_version, kind) not in answers:

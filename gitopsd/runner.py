@@ -27,6 +27,7 @@ class TargetRunner:
         self._journal = journal
         self._source = GitSource(target.name, target.source, config.state_dir)
         self._adapter: KubernetesAdapter | None = None
+        self._reconciler: Reconciler | None = None
 
     def run_pass(
         self,
@@ -45,8 +46,10 @@ class TargetRunner:
             now = time.time()
             return PassResult(self.target.name, PassOutcome.FAILED, None, ChangeSet(), None,
                               error, now, 0.0)  # fmt: skip
-        reconciler = Reconciler(self.target, self._source, adapter, self._journal)
-        return reconciler.run(dry_run=dry_run, previews=previews, stop=stop)
+        if self._reconciler is None:
+            # Kept across passes: a commit already rendered is not rendered again.
+            self._reconciler = Reconciler(self.target, self._source, adapter, self._journal)
+        return self._reconciler.run(dry_run=dry_run, previews=previews, stop=stop)
 
     def validate(self) -> int:
         """Fetch and render only, no cluster; the number of declared objects."""

@@ -185,3 +185,23 @@ def test_stop_skips_writes_not_started_and_keeps_inventory(rig: Rig, api_client:
     resumed = rig.run()
     assert resumed.outcome is PassOutcome.CONVERGED, resumed.error
     assert {e.action for e in resumed.changes.entries} == {Action.CREATED}
+
+
+def test_a_commit_is_rendered_once_unless_a_kind_was_unknown(rig: Rig) -> None:
+    from gitopsd.reconcile import Reconciler
+
+    rig.source.files["app/mixed.yaml"] = read_testdata("mixed.yaml", ID=rig.unique)
+    reconciler = Reconciler(rig.settings, rig.source, rig.adapter, rig.journal)
+    assert reconciler.run().outcome is PassOutcome.CONVERGED
+    assert reconciler.run().outcome is PassOutcome.IN_SYNC
+    assert rig.source.reads == 1
+    rig.source.files["extra.yaml"] = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: more}\n"
+    assert reconciler.run().outcome is PassOutcome.CONVERGED  # a new commit is rendered
+    assert rig.source.reads == 2
+    # A kind the server does not serve yet is looked up again at the next pass.
+    rig.source.files["gadget.yaml"] = (
+        "apiVersion: nowhere.gitopsd.io/v1\nkind: Gadget\nmetadata: {name: g}\n"
+    )
+    for reads in (3, 4):
+        assert reconciler.run().outcome is PassOutcome.FAILED
+        assert rig.source.reads == reads

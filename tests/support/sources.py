@@ -14,6 +14,7 @@ class FilesSource:
 
     files: dict[str, str] = field(default_factory=dict)
     applied: list[Revision] = field(default_factory=list)
+    reads: int = 0
 
     def fetch(self) -> Revision:
         digest = hashlib.sha1()
@@ -22,6 +23,7 @@ class FilesSource:
         return Revision(digest.hexdigest(), ref="memory")
 
     def read_tree(self, revision: Revision) -> tuple[SourceFile, ...]:
+        self.reads += 1
         return tuple(SourceFile(p, self.files[p].encode()) for p in sorted(self.files))
 
     def mark_applied(self, revision: Revision) -> None:
