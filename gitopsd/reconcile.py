@@ -166,8 +166,8 @@ class Reconciler:
         state.revision = self._source.fetch()
         self._journal_history_rewrite(state.revision)
         desired = self._declared(state.revision)
-        inventory = self._adapter.load_inventory(self.target.name)
-        self._check_ownership(desired, inventory, dry_run=dry_run)
+        inventory, others = self._adapter.load_inventories(self.target.name)
+        self._check_ownership(desired, inventory, others, dry_run=dry_run)
         reader = LiveReader(self._adapter, self.target.name)
         live = reader.read(desired, inventory.keys)
         rules = self.target.ignore
@@ -245,10 +245,14 @@ class Reconciler:
         return declared
 
     def _check_ownership(
-        self, desired: Sequence[DesiredObject], inventory: Inventory, *, dry_run: bool
+        self,
+        desired: Sequence[DesiredObject],
+        inventory: Inventory,
+        others: Mapping[str, frozenset[ResourceKey]],
+        *,
+        dry_run: bool,
     ) -> None:
         keys = frozenset(obj.key for obj in desired)
-        others = self._adapter.other_inventories(self.target.name)
         try:
             inventory_rules.check_ownership(self.target.name, keys, others)
         except OwnershipError as error:

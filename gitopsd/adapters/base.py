@@ -81,6 +81,11 @@ class ClusterAdapter(Protocol):
     def other_inventories(self, target: str) -> Mapping[str, frozenset[ResourceKey]]:
         """Inventories of every other target stored in the same cluster."""
 
+    def load_inventories(
+        self, target: str
+    ) -> tuple[Inventory, Mapping[str, frozenset[ResourceKey]]]:
+        """`target`'s inventory and every other target's keys and claims, in one read."""
+
     def save_inventory(self, target: str, inventory: Inventory) -> None:
         """Store the inventory for `target`."""
 

@@ -296,27 +296,26 @@ class KubernetesAdapter:
         info = self._configmap_kind()
         key = ResourceKey("", "ConfigMap", self._inventory_namespace, inventory_name(target))
         live = self.get(info, key)
-        if live is None:
-            return Inventory()
-        try:
-            return decode_inventory(live.manifest.get("data") or {})
-        except InventoryError as error:
-            raise InventoryError(
-                f"target {target}: inventory {key.namespace}/{key.name} cannot be read ({error}); "
-                "nothing is applied or pruned until it is fixed; deleting it starts a new "
-                "inventory, and objects no longer declared are then left in place"
-            ) from error
+        return Inventory() if live is None else _decoded(live, target)
 
     def other_inventories(self, target: str) -> Mapping[str, frozenset[ResourceKey]]:
+        return self.load_inventories(target)[1]
+
+    def load_inventories(
+        self, target: str
+    ) -> tuple[Inventory, Mapping[str, frozenset[ResourceKey]]]:
         info = self._configmap_kind()
         path = _collection_path(info, self._inventory_namespace)
-        found: dict[str, frozenset[ResourceKey]] = {}
+        own = Inventory()
+        others: dict[str, frozenset[ResourceKey]] = {}
         for live in self._list(path, info, [("labelSelector", INVENTORY_LABEL)]):
             owner = live.labels.get(INVENTORY_LABEL, "")
-            if owner and owner != target:
-                stored = decode_inventory(live.manifest.get("data") or {})
-                found[owner] = stored.keys | stored.claims
-        return found
+            stored = _decoded(live, owner)
+            if owner == target:
+                own = stored
+            elif owner:
+                others[owner] = stored.keys | stored.claims
+        return own, others
 
     def save_inventory(self, target: str, inventory: Inventory) -> None:
         namespace = {"apiVersion": "v1", "kind": "Namespace",
@@ -343,6 +342,17 @@ class KubernetesAdapter:
         if info is None:
             raise ClusterError(f"the API server does not serve {api_version} {kind}")
         return info
+
+
+def _decoded(live: LiveObject, target: str) -> Inventory:
+    try:
+        return decode_inventory(live.manifest.get("data") or {})
+    except InventoryError as error:
+        raise InventoryError(
+            f"target {target}: inventory {live.key.namespace}/{live.key.name} cannot be read "
+            f"({error}); nothing is applied or pruned until it is fixed; deleting it starts a "
+            "new inventory, and objects no longer declared are then left in place"
+        ) from error
 
 
 def _kind_info(

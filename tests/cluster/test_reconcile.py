@@ -63,7 +63,7 @@ def test_first_sync_creates_everything_then_passes_write_nothing(rig: Rig, api_c
             assert again.outcome is PassOutcome.IN_SYNC, again.error
             assert again.changes.entries == ()
             assert _writes(again.requests) == 0, again.requests
-            # One list per declared kind (8) plus one for the other targets' inventories.
+            # One list per declared kind (8) plus one for the inventories.
             assert again.requests.get("list", 0) <= 9, again.requests
         assert len(rig.journal.drifts(rig.settings.name)) == len(first.changes.entries)
     finally:
