@@ -44,6 +44,7 @@ from gitopsd.model import (
 from gitopsd.normalize import strip_ignored
 from gitopsd.plan import make_plan, manifest_hash
 from gitopsd.render import render
+from gitopsd.rendercache import RenderCache, cache_key
 
 log = structlog.get_logger("gitopsd.reconcile")
 
@@ -111,6 +112,7 @@ class Reconciler:
         adapter: ClusterAdapter,
         journal: Journal | None = None,
         clock: Callable[[], float] = time.time,
+        render_cache: RenderCache | None = None,
     ) -> None:
         self.target = target
         self._source = source
@@ -125,6 +127,7 @@ class Reconciler:
         self._applier = Applier(adapter, options)
         self._journaled_rewrite: tuple[str, str] | None = None
         self._rendered: tuple[str, tuple[DesiredObject, ...]] | None = None
+        self._render_cache = render_cache
 
     def run(
         self,
@@ -224,6 +227,11 @@ class Reconciler:
         """Render the revision, without the fields ignore rules hand to other controllers."""
         if self._rendered is not None and self._rendered[0] == revision.commit:
             return self._rendered[1]
+        key = cache_key(self.target, revision.commit)
+        cached = self._render_cache.get(key) if self._render_cache is not None else None
+        if cached is not None:
+            self._rendered = (revision.commit, cached)
+            return cached
         files = self._source.read_tree(revision)
         answers: dict[tuple[str, str], KindInfo | None] = {}
         namespaced = _memo_namespaced(self._adapter, answers)
@@ -242,6 +250,8 @@ class Reconciler:
         # A commit renders the same again, unless a kind was unknown (a CRD not yet applied).
         if all(info is not None for info in answers.values()):
             self._rendered = (revision.commit, declared)
+            if self._render_cache is not None:
+                self._render_cache.put(key, declared)
         return declared
 
     def _check_ownership(

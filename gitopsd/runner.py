@@ -16,6 +16,7 @@ from gitopsd.journal import Journal
 from gitopsd.model import ChangeSet
 from gitopsd.reconcile import PassOutcome, PassResult, Reconciler
 from gitopsd.render import render
+from gitopsd.rendercache import RenderCache
 from gitopsd.source.git import GitSource
 
 
@@ -26,6 +27,7 @@ class TargetRunner:
         self.target = target
         self._journal = journal
         self._source = GitSource(target.name, target.source, config.state_dir)
+        self._state_dir = config.state_dir
         self._adapter: KubernetesAdapter | None = None
         self._reconciler: Reconciler | None = None
 
@@ -48,7 +50,10 @@ class TargetRunner:
                               error, now, 0.0)  # fmt: skip
         if self._reconciler is None:
             # Kept across passes: a commit already rendered is not rendered again.
-            self._reconciler = Reconciler(self.target, self._source, adapter, self._journal)
+            cache = RenderCache(self._state_dir / "render", self.target.name)
+            self._reconciler = Reconciler(
+                self.target, self._source, adapter, self._journal, render_cache=cache
+            )
         return self._reconciler.run(dry_run=dry_run, previews=previews, stop=stop)
 
     def validate(self) -> int:

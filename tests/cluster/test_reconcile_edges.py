@@ -205,3 +205,22 @@ def test_a_commit_is_rendered_once_unless_a_kind_was_unknown(rig: Rig) -> None:
     for reads in (3, 4):
         assert reconciler.run().outcome is PassOutcome.FAILED
         assert rig.source.reads == reads
+
+
+def test_another_process_reuses_the_render_of_a_commit(rig: Rig, tmp_path: Any) -> None:
+    from gitopsd.reconcile import Reconciler
+    from gitopsd.rendercache import RenderCache
+
+    rig.source.files["app/mixed.yaml"] = read_testdata("mixed.yaml", ID=rig.unique)
+    cache_dir = tmp_path / "render"
+
+    def fresh() -> Reconciler:  # as a new `gitopsd --once` would build it
+        cache = RenderCache(cache_dir, rig.settings.name)
+        return Reconciler(rig.settings, rig.source, rig.adapter, rig.journal, render_cache=cache)
+
+    assert fresh().run().outcome is PassOutcome.CONVERGED
+    assert fresh().run().outcome is PassOutcome.IN_SYNC
+    assert rig.source.reads == 1
+    rig.configure(namespace=f"{rig.namespace}-other")  # another render setting: render again
+    fresh().run()
+    assert rig.source.reads == 2
