@@ -11,7 +11,7 @@ import subprocess
 from kubernetes import client
 
 from gitopsd.lock import LOCK_NAME, StateLock
-from tests.e2e.conftest import Gitopsd, configmap, secret
+from tests.e2e.conftest import Gitopsd, configmap, secret, wait_for
 
 
 def live_data(api_client: object, namespace: str, name: str) -> dict[str, str] | None:
@@ -139,6 +139,27 @@ def test_once_beside_a_lock_holder_exits_4_or_waits_for_it(
     # It took the lock once it was free: its pid is the one written in the lock file.
     assert (gitopsd.state_dir / LOCK_NAME).read_text() == f"{waiting.pid}\n"
     assert live_data(api_client, ns, "app") == {"a": "1"}
+
+
+def test_two_once_runs_at_the_same_time_exactly_one_runs(
+    gitopsd: Gitopsd, api_client: object
+) -> None:
+    ns = gitopsd.namespace
+    files = {f"manifests/cm-{i:02}.yaml": configmap(f"cm-{i:02}", ns, i=str(i)) for i in range(40)}
+    gitopsd.remote.commit(files)
+    # A slow request rate keeps the first run inside its pass for several seconds.
+    gitopsd.write_config(gitopsd.target(qps=10, burst=1, concurrency=1))
+    first = gitopsd.start("--once")
+    lock_file = gitopsd.state_dir / LOCK_NAME
+    wait_for(lambda: lock_file.read_text() == f"{first.pid}\n", timeout=60, every=0.05)
+
+    second = gitopsd.run("--once")
+
+    assert second.returncode == 4, second.stderr
+    assert f"another gitopsd (pid {first.pid})" in second.stderr
+    assert first.wait(120) == 0, gitopsd.log(0)
+    passes = json.loads(gitopsd.run("history", "--json").stdout)["passes"]
+    assert [p["outcome"] for p in passes] == ["converged"]  # one pass: the first run's
 
 
 def test_gitopsd_help_on_every_command(gitopsd: Gitopsd) -> None:
