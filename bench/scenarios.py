@@ -24,7 +24,7 @@ from gitopsd.source import GitSource
 from tests.support.git_remotes import GIT_ENV
 
 APPLY = ("apply", "--server-side")
-# gitopsd's client-side rate limit (qps 50, burst 100 by default) lifted, for a second
+# gitopsd's client-side rate limit (qps 500, burst 1000 by default) lifted, for a second
 # cold-sync row that shows what the limit costs.
 UNLIMITED = "    qps: 10000\n    burst: 10000\n"
 DRIFTER = "bench-drifter"
