@@ -285,7 +285,12 @@ def _history(config: Config, target: str | None, since: float | None, *, as_json
     journal = _open_journal(config.state_dir)
     try:
         start = time.time() - since if since is not None else None
-        print_history(journal.passes(target, start), journal.drifts(target, start), as_json)
+        print_history(
+            journal.passes(target, start),
+            journal.drifts(target, start),
+            as_json,
+            events=journal.events(target, start),
+        )
     finally:
         journal.close()
     return EXIT_OK

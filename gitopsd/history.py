@@ -15,15 +15,19 @@ def print_history(
     drifts: list[dict[str, Any]],
     as_json: bool,
     out: TextIO | None = None,
+    events: list[dict[str, Any]] | None = None,
 ) -> None:
-    """Write passes and drifts, oldest first, to `out` (stdout)."""
+    """Write passes, drifts and other events (history rewrites), oldest first, to `out`."""
     out = out or sys.stdout
+    events = events or []
     if as_json:
-        json.dump({"passes": passes, "drifts": drifts}, out, indent=2, default=str)
+        document = {"passes": passes, "drifts": drifts, "events": events}
+        json.dump(document, out, indent=2, default=str)
         out.write("\n")
         return
     rows = [(p["started_at"], _pass_row(p)) for p in passes]
     rows += [(d["time"], _drift_row(d)) for d in drifts]
+    rows += [(e["time"], _event_row(e)) for e in events]
     rows.sort(key=lambda row: row[0])
     if not rows:
         out.write("no passes recorded\n")
@@ -53,6 +57,15 @@ def _drift_row(row: dict[str, Any]) -> tuple[str, str, str]:
     if row.get("error"):
         detail += f"  error: {row['error']}"
     return row["target"], row["action"], detail
+
+
+def _event_row(row: dict[str, Any]) -> tuple[str, str, str]:
+    detail = row.get("detail") or {}
+    if row["event"] == "history_rewritten":
+        text = f"{str(detail.get('previous'))[:12]} -> {str(detail.get('revision'))[:12]}"
+    else:
+        text = json.dumps(detail, sort_keys=True)
+    return row["target"], row["event"], text
 
 
 def _field(change: Any) -> str:

@@ -167,3 +167,22 @@ def test_gitopsd_help_on_every_command(gitopsd: Gitopsd) -> None:
         result = subprocess.run([gitopsd.executable, *args, "--help"], capture_output=True,
                                 text=True, timeout=30)  # fmt: skip
         assert result.returncode == 0 and "--config" in result.stdout
+
+
+def test_force_push_is_followed_and_shown_in_history(gitopsd: Gitopsd, api_client: object) -> None:
+    ns = gitopsd.namespace
+    base = gitopsd.remote.commit({"manifests/app.yaml": configmap("app", ns, v="1")})
+    applied = gitopsd.remote.commit({"manifests/app.yaml": configmap("app", ns, v="2")})
+    gitopsd.write_config()
+    assert gitopsd.run("--once").returncode == 0
+    rewritten = gitopsd.remote.force_push({"manifests/app.yaml": configmap("app", ns, v="3")}, base)
+
+    result = gitopsd.run("--once")
+
+    assert result.returncode == 0, result.stderr
+    assert live_data(api_client, ns, "app") == {"v": "3"}
+    history = gitopsd.run("history")
+    line = next(line for line in history.stdout.splitlines() if "history_rewritten" in line)
+    assert line.endswith(f"{applied[:12]} -> {rewritten[:12]}")
+    events = json.loads(gitopsd.run("history", "--json").stdout)["events"]
+    assert [e["detail"] for e in events] == [{"previous": applied, "revision": rewritten}]
