@@ -121,11 +121,11 @@ class Applier:
         """Wait until a deleted object is gone: finalizers can hold it in Terminating."""
         deadline = time.monotonic() + self._options.delete_timeout
         while (current := self._adapter.get(info, key)) is not None:
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or self.stop.is_set():
                 finalizers = (current.manifest.get("metadata") or {}).get("finalizers") or []
                 raise ReconcileError(
-                    f"{key}: deleted for recreation but still present after "
-                    f"{self._options.delete_timeout:.0f}s (finalizers: {', '.join(finalizers)})",
+                    f"{key}: deleted for recreation but still present (finalizers: "
+                    f"{', '.join(finalizers) or 'none'}); it is created again by the next pass",
                     retryable=True,
                 )
             time.sleep(0.2)
@@ -137,10 +137,22 @@ class Applier:
             if (step.key.group, step.key.kind) != CRD_KIND or step.kind is StepKind.DELETE:
                 continue
             try:
-                self._adapter.wait_established(step.key.name, self._options.crd_timeout)
+                self._wait_established(step.key.name)
             except GitopsdError as error:
                 failures.append(ChangeSetEntry(step.key, Action.FAILED, step.drift, str(error)))
         return failures
+
+    def _wait_established(self, name: str) -> None:
+        """Wait in short slices, so that a shutdown is not held up by a slow CRD."""
+        deadline = time.monotonic() + self._options.crd_timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                self._adapter.wait_established(name, max(min(remaining, 2.0), 0.1))
+                return
+            except GitopsdError:
+                if self.stop.is_set() or time.monotonic() >= deadline:
+                    raise
 
     def _map(self, function: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
         if len(items) <= 1:

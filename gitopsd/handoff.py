@@ -11,15 +11,19 @@ field, gitopsd stops declaring it and the value stays. Pure.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 from gitopsd.config import IgnoreRule
 from gitopsd.model import FIELD_MANAGER, DesiredObject, LiveObject, Manifest
-from gitopsd.normalize import parse_pointer, rule_matches
+from gitopsd.normalize import item_id, merge_key, parse_pointer, rule_matches
 
 _MISSING = object()
+
+
+Step = tuple[str, ...]  # ("f", field) | ("k", key, id) for a keyed list item | ("i", index)
 
 
 def keep_sole_owned(
@@ -33,21 +37,51 @@ def keep_sole_owned(
         if not rule_matches(rule, desired.key):
             continue
         for pointer in rule.pointers:
-            tokens = parse_pointer(pointer)
-            value = _lookup(live.manifest, tokens)
-            if value is _MISSING or not tokens or not only_gitopsd_owns(live, tokens):
+            steps = _steps(desired.manifest, parse_pointer(pointer))
+            if not steps or steps[-1][0] != "f":
+                continue  # a whole list item: no single field to keep
+            value = _lookup(live.manifest, steps)
+            if value is _MISSING or not only_gitopsd_owns(live, steps):
                 continue
             manifest = copy.deepcopy(desired.manifest) if manifest is None else manifest
-            _assign(manifest, tokens, copy.deepcopy(value))
+            _assign(manifest, steps, copy.deepcopy(value))
     return desired if manifest is None else replace(desired, manifest=manifest)
 
 
-def only_gitopsd_owns(live: LiveObject, tokens: Sequence[str]) -> bool:
-    """Whether gitopsd's apply owns the field at `tokens` and no other manager does."""
+def _steps(manifest: Manifest, tokens: Sequence[str]) -> list[Step] | None:
+    """The pointer as steps the live object and managedFields understand: list items by
+    their merge key (containers by name) where the list has one, else by index; None when
+    the declared object has no such path (nothing to keep)."""
+    steps: list[Step] = []
+    node: Any = manifest
+    field = ""
+    for position, token in enumerate(tokens):
+        last = position == len(tokens) - 1
+        if isinstance(node, Mapping):
+            steps.append(("f", token))
+            field, node = token, node.get(token, _MISSING)
+        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            item = node[int(token)]
+            key = merge_key(field, node)
+            identity = item_id(item, key) if key is not None else None
+            if key is None or identity is None:
+                steps.append(("i", token))
+            else:
+                steps.append(("k", key, identity))
+            node = item
+        else:
+            return None
+        if node is _MISSING and not last:
+            return None
+    return steps or None
+
+
+def only_gitopsd_owns(live: LiveObject, steps: Sequence[Step]) -> bool:
+    """Whether gitopsd's apply owns the field at `steps` and no other manager does."""
     entries = (live.manifest.get("metadata") or {}).get("managedFields") or []
     ours = others = False
     for entry in entries:
-        if not _owns(entry.get("fieldsV1"), tokens):
+        if not _owns(entry.get("fieldsV1"), steps):
             continue
         if entry.get("manager") == FIELD_MANAGER and entry.get("operation") == "Apply":
             ours = True
@@ -56,29 +90,62 @@ def only_gitopsd_owns(live: LiveObject, tokens: Sequence[str]) -> bool:
     return ours and not others
 
 
-def _owns(fields: Any, tokens: Sequence[str]) -> bool:
+def _owns(fields: Any, steps: Sequence[Step]) -> bool:
     node = fields
-    for token in tokens:
+    for step in steps:
         if not isinstance(node, Mapping):
             return False
-        node = node.get(f"f:{token}")
-    return node is not None
+        if not node and step[0] == "i":
+            return True  # an atomic list: whoever owns it owns every item
+        if step[0] == "f":
+            node = node.get(f"f:{step[1]}")
+        elif step[0] == "k":
+            node = _keyed_entry(node, step[1], step[2])
+        else:
+            return False
+        if node is None:
+            return False
+    return True
 
 
-def _lookup(manifest: Any, tokens: Sequence[str]) -> Any:
+def _keyed_entry(node: Mapping[str, Any], key: str, identity: str) -> Any:
+    for name, child in node.items():
+        if name.startswith("k:"):
+            try:
+                fields = json.loads(name[2:])
+            except ValueError:
+                continue
+            if isinstance(fields, Mapping) and str(fields.get(key)) == identity:
+                return child
+    return None
+
+
+def _child(node: Any, step: Step) -> Any:
+    if step[0] == "f":
+        return node.get(step[1], _MISSING) if isinstance(node, Mapping) else _MISSING
+    if not isinstance(node, list):
+        return _MISSING
+    if step[0] == "i":
+        index = int(step[1])
+        return node[index] if index < len(node) else _MISSING
+    for item in node:
+        if isinstance(item, Mapping) and item_id(item, step[1]) == step[2]:
+            return item
+    return _MISSING
+
+
+def _lookup(manifest: Any, steps: Sequence[Step]) -> Any:
     node = manifest
-    for token in tokens:
-        if not isinstance(node, Mapping) or token not in node:
+    for step in steps:
+        node = _child(node, step)
+        if node is _MISSING:
             return _MISSING
-        node = node[token]
     return node
 
 
-def _assign(manifest: Manifest, tokens: Sequence[str], value: Any) -> None:
-    node = manifest
-    for token in tokens[:-1]:
-        child = node.get(token)
-        if not isinstance(child, dict):
-            child = node[token] = {}
-        node = child
-    node[tokens[-1]] = value
+def _assign(manifest: Manifest, steps: Sequence[Step], value: Any) -> None:
+    """Set the value at `steps`; every step but the last exists in the declared manifest."""
+    node: Any = manifest
+    for step in steps[:-1]:
+        node = _child(node, step)
+    node[steps[-1][1]] = value

@@ -104,6 +104,22 @@ class Journal:
                 (target, at, event, json.dumps(detail)),
             )
 
+    def record_event_once(
+        self, *, target: str, at: float, event: str, detail: dict[str, Any]
+    ) -> None:
+        """Like record_event, unless the same event is already there (another run saw it)."""
+        encoded = json.dumps(detail)
+        with self._lock, self._db:
+            seen = self._db.execute(
+                "SELECT 1 FROM events WHERE target = ? AND event = ? AND detail = ?",
+                (target, event, encoded),
+            ).fetchone()
+            if seen is None:
+                self._db.execute(
+                    "INSERT INTO events (target, time, event, detail) VALUES (?, ?, ?, ?)",
+                    (target, at, event, encoded),
+                )
+
     def events(self, target: str | None = None, since: float | None = None) -> list[dict[str, Any]]:
         """Other events, oldest first; `detail` decoded."""
         rows = self._select("events", "time", target, since)

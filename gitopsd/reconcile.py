@@ -167,7 +167,8 @@ class Reconciler:
 
     def _pass(self, state: _Pass, *, dry_run: bool, previews: bool) -> PassOutcome:
         state.revision = self._source.fetch()
-        self._journal_history_rewrite(state.revision)
+        if not dry_run:
+            self._journal_history_rewrite(state.revision)
         desired = self._declared(state.revision)
         inventory, others = self._adapter.load_inventories(self.target.name)
         self._check_ownership(desired, inventory, others, dry_run=dry_run)
@@ -217,7 +218,7 @@ class Reconciler:
         if self._journal is None or not rewrite or rewrite[1] != revision.commit:
             return
         if rewrite != self._journaled_rewrite:
-            self._journal.record_event(
+            self._journal.record_event_once(
                 target=self.target.name, at=self._clock(), event="history_rewritten",
                 detail={"previous": rewrite[0], "revision": rewrite[1]},
             )  # fmt: skip
@@ -225,23 +226,33 @@ class Reconciler:
 
     def _declared(self, revision: Revision) -> tuple[DesiredObject, ...]:
         """Render the revision, without the fields ignore rules hand to other controllers."""
+        declared = self._cached_render(revision)
+        if declared is None:
+            declared = self._render(revision)
+        # Checked on every path, the caches included: allow_empty is not part of a render.
+        if not declared and not self.target.allow_empty:
+            raise RenderError(
+                f"target {self.target.name}: revision {revision.short} declares no objects; "
+                "refusing to prune everything (set `allow_empty: true` if that is intended)"
+            )
+        return declared
+
+    def _cached_render(self, revision: Revision) -> tuple[DesiredObject, ...] | None:
         if self._rendered is not None and self._rendered[0] == revision.commit:
             return self._rendered[1]
-        key = cache_key(self.target, revision.commit)
-        cached = self._render_cache.get(key) if self._render_cache is not None else None
+        if self._render_cache is None:
+            return None
+        cached = self._render_cache.get(cache_key(self.target, revision.commit))
         if cached is not None:
             self._rendered = (revision.commit, cached)
-            return cached
+        return cached
+
+    def _render(self, revision: Revision) -> tuple[DesiredObject, ...]:
         files = self._source.read_tree(revision)
         answers: dict[tuple[str, str], KindInfo | None] = {}
         namespaced = _memo_namespaced(self._adapter, answers)
         objects = render(files, default_namespace=self.target.namespace,
                          target=self.target.name, namespaced=namespaced)  # fmt: skip
-        if not objects and not self.target.allow_empty:
-            raise RenderError(
-                f"target {self.target.name}: revision {revision.short} declares no objects; "
-                "refusing to prune everything (set `allow_empty: true` if that is intended)"
-            )
         rules = self.target.ignore
         declared = tuple(
             replace(obj, manifest=strip_ignored(obj.manifest, obj.key, rules)) if rules else obj
@@ -251,7 +262,7 @@ class Reconciler:
         if all(info is not None for info in answers.values()):
             self._rendered = (revision.commit, declared)
             if self._render_cache is not None:
-                self._render_cache.put(key, declared)
+                self._render_cache.put(cache_key(self.target, revision.commit), declared)
         return declared
 
     def _check_ownership(

@@ -103,7 +103,7 @@ def _load(file: SourceFile) -> Iterator[tuple[int, Any]]:
         text = file.content.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise RenderError(f"{file.path}: is not valid UTF-8 (byte {error.start})") from None
-    if file.path.endswith(".json"):
+    if file.path.lower().endswith(".json"):
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gitopsd import __version__
 from gitopsd.config import TargetSettings
 from gitopsd.model import DesiredObject, ResourceKey
 
@@ -28,11 +29,15 @@ def cache_key(target: TargetSettings, commit: str) -> str:
     """A digest of everything render and the ignore rules read besides the files."""
     inputs = {
         "format": _FORMAT,
+        "gitopsd": __version__,  # render rules may change with the version
         "commit": commit,
         "target": target.name,
         "namespace": target.namespace,
         "path": target.source.path,
+        "max_file_bytes": target.source.max_file_bytes,
         "ignore": [repr(rule) for rule in target.ignore],
+        # Namespaced or not comes from this cluster's discovery.
+        "cluster": [str(target.cluster.kubeconfig), target.cluster.context],
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
@@ -50,7 +55,7 @@ class RenderCache:
             if stored.get("key") != key:
                 return None
             return tuple(_object(item) for item in stored["objects"])
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None  # a cache is only ever an optimisation: render again
 
     def put(self, key: str, objects: Sequence[DesiredObject]) -> None:
@@ -58,9 +63,13 @@ class RenderCache:
         self._file.parent.mkdir(parents=True, exist_ok=True)
         payload = {"key": key, "objects": [_item(obj) for obj in objects]}
         fd, temporary = tempfile.mkstemp(dir=self._file.parent, prefix=".render-")
-        with os.fdopen(fd, "w") as out:
-            json.dump(payload, out, separators=(",", ":"))
-        os.replace(temporary, self._file)
+        try:
+            with os.fdopen(fd, "w") as out:
+                json.dump(payload, out, separators=(",", ":"))
+            os.replace(temporary, self._file)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
 
 
 def _item(obj: DesiredObject) -> dict[str, Any]:

@@ -68,6 +68,7 @@ class TargetRunner:
         if self._adapter is not None:
             self._adapter.close()
             self._adapter = None
+        self._reconciler = None  # bound to the closed adapter
 
     def _cluster(self) -> KubernetesAdapter:
         if self._adapter is None:

@@ -79,6 +79,9 @@ def _configuration(settings: ClusterSettings) -> client.Configuration:
     else:
         config.load_incluster_config(client_configuration=configuration)
     configuration.connection_pool_maxsize = max(settings.concurrency, 4)
+    # No urllib3 retries: they log a warning per attempt while the server is down, and
+    # _request already retries what is worth retrying, honouring Retry-After.
+    configuration.retries = 0
     return configuration
 
 
@@ -125,7 +128,15 @@ class KubernetesAdapter:
             self._limiter.acquire()
             with self._counts_lock:
                 self._counts[verb] += 1
-            status, data, response_headers = self._send(method, path, query, headers, payload)
+            try:
+                status, data, response_headers = self._send(method, path, query, headers, payload)
+            except UnavailableError:
+                # Every request gitopsd makes is idempotent (GET, apply, DELETE), so a
+                # dropped connection is simply tried again.
+                if attempt == _RETRIES - 1:
+                    raise
+                time.sleep(min(0.2 * 2**attempt, 5))
+                continue
             if 200 <= status < 300:
                 return json.loads(data) if data else None
             parsed = _parse(data)
@@ -310,10 +321,12 @@ class KubernetesAdapter:
         others: dict[str, frozenset[ResourceKey]] = {}
         for live in self._list(path, info, [("labelSelector", INVENTORY_LABEL)]):
             owner = live.labels.get(INVENTORY_LABEL, "")
+            if not owner or live.key.name != inventory_name(owner):
+                continue  # a copy made by hand is nobody's inventory
             stored = _decoded(live, owner)
             if owner == target:
                 own = stored
-            elif owner:
+            else:
                 others[owner] = stored.keys | stored.claims
         return own, others
 

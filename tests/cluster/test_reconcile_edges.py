@@ -224,3 +224,25 @@ def test_another_process_reuses_the_render_of_a_commit(rig: Rig, tmp_path: Any) 
     rig.configure(namespace=f"{rig.namespace}-other")  # another render setting: render again
     fresh().run()
     assert rig.source.reads == 2
+
+
+def test_cached_empty_render_is_still_refused_without_allow_empty(rig: Rig, tmp_path: Any) -> None:
+    from gitopsd.reconcile import Reconciler
+    from gitopsd.rendercache import RenderCache
+
+    rig.source.files["keep.yaml"] = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: keep}\n"
+    assert rig.run().outcome is PassOutcome.CONVERGED
+    rig.source.files = {}
+    rig.configure(allow_empty=True, prune=False)
+    cache = RenderCache(tmp_path / "render", rig.settings.name)
+    allowed = Reconciler(rig.settings, rig.source, rig.adapter, rig.journal, render_cache=cache)
+    assert allowed.run().outcome is PassOutcome.IN_SYNC
+
+    rig.configure(allow_empty=False, prune=True)
+    cache = RenderCache(tmp_path / "render", rig.settings.name)
+    refused = Reconciler(rig.settings, rig.source, rig.adapter, rig.journal, render_cache=cache)
+    result = refused.run()
+
+    assert result.outcome is PassOutcome.FAILED
+    assert "allow_empty" in str(result.error)
+    assert result.changes.entries == ()

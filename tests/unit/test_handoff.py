@@ -61,3 +61,46 @@ def test_rule_for_another_kind_changes_nothing() -> None:
 
 def test_missing_live_object_changes_nothing() -> None:
     assert keep_sole_owned(DESIRED, None, [RULE]) is DESIRED
+
+
+def _deployment(resources: dict[str, Any] | None, managed: list[dict[str, Any]]) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": "web", "image": "nginx:1.27"}
+    if resources is not None:
+        container["resources"] = resources
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop", "managedFields": managed},
+        "spec": {"template": {"spec": {"containers": [{"name": "sidecar"}, container]}}},
+    }
+
+
+RESOURCES_OWNED = {
+    "f:spec": {"f:template": {"f:spec": {"f:containers": {
+        'k:{"name":"web"}': {".": {}, "f:name": {}, "f:resources": {"f:limits": {}}}
+    }}}}
+}  # fmt: skip
+LIMITS = {"limits": {"cpu": "1"}}
+
+
+@pytest.mark.parametrize(
+    ("owners", "kept"),
+    [
+        ((("gitopsd", "Apply"),), LIMITS),
+        ((("gitopsd", "Apply"), ("vpa", "Update")), None),
+    ],
+)
+def test_fields_inside_keyed_list_items_are_matched_by_name(
+    owners: tuple[tuple[str, str], ...], kept: Any
+) -> None:
+    managed = [{"manager": m, "operation": o, "fieldsV1": RESOURCES_OWNED} for m, o in owners]
+    live = LiveObject(KEY, _deployment(LIMITS, managed))
+    # Git lists the containers in another order than the server: web is item 0 here.
+    declared = _deployment(None, [])
+    declared["spec"]["template"]["spec"]["containers"].reverse()
+    del declared["metadata"]["managedFields"]
+    rule = IgnoreRule(kind="Deployment", pointers=("/spec/template/spec/containers/0/resources",))
+    result = keep_sole_owned(DesiredObject(KEY, declared, "web.yaml#1"), live, [rule])
+    web = result.manifest["spec"]["template"]["spec"]["containers"][0]
+    assert web["name"] == "web"
+    assert web.get("resources") == kept

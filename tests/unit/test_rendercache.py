@@ -50,6 +50,8 @@ def test_key_covers_every_render_setting() -> None:
         replace(TARGET, namespace="other"),
         replace(TARGET, source=replace(TARGET.source, path="api")),
         replace(TARGET, ignore=(IgnoreRule(kind="Deployment", pointers=("/spec/replicas",)),)),
+        replace(TARGET, source=replace(TARGET.source, max_file_bytes=10)),
+        replace(TARGET, cluster=replace(TARGET.cluster, context="other")),
     ]
     keys = {cache_key(variant, COMMIT) for variant in variants}
     assert base not in keys and len(keys) == len(variants)
