@@ -246,3 +246,17 @@ def test_cached_empty_render_is_still_refused_without_allow_empty(rig: Rig, tmp_
     assert result.outcome is PassOutcome.FAILED
     assert "allow_empty" in str(result.error)
     assert result.changes.entries == ()
+
+
+def test_ignore_rule_into_a_container_keeps_its_live_resources(rig: Rig, api_client: Any) -> None:
+    rig.source.files["app/mixed.yaml"] = read_testdata("mixed.yaml", ID=rig.unique)
+    assert rig.run().outcome is PassOutcome.CONVERGED
+    pointer = "/spec/template/spec/containers/0/resources"
+    rig.configure(ignore=(IgnoreRule(kind="Deployment", pointers=(pointer,)),))
+
+    result = rig.run()
+
+    assert result.outcome is PassOutcome.IN_SYNC, result.error
+    live = _apps(api_client).read_namespaced_deployment("web", rig.namespace)
+    web = next(c for c in live.spec.template.spec.containers if c.name == "web")
+    assert web.resources.limits == {"cpu": "1", "memory": "128Mi"}
