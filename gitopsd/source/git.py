@@ -13,6 +13,9 @@ import os
 import re
 import shutil
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pygit2
@@ -50,6 +53,24 @@ def mirror_dir(state_dir: Path, repo_url: str) -> Path:
     return state_dir / "mirrors" / f"{_slug(clean)}-{digest}"
 
 
+_MIRROR_LOCKS: dict[Path, threading.Lock] = {}
+_MIRROR_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def _mirror_held(mirror: Path) -> Iterator[None]:
+    """Hold the mirror against other targets of this process that read the same remote.
+
+    libgit2 takes its own lock files (refs, shallow) while fetching and fails at once on
+    finding another's. The state directory lock keeps other processes out of the mirrors.
+    """
+    key = mirror.resolve()
+    with _MIRROR_LOCKS_GUARD:
+        lock = _MIRROR_LOCKS.setdefault(key, threading.Lock())
+    with lock:
+        yield
+
+
 class GitSource:
     """One target's view of its Git remote: fetch, verify, read the declared tree."""
 
@@ -83,9 +104,10 @@ class GitSource:
 
     def fetch(self) -> Revision:
         """Resolve the ref, fetch only if it moved, check history policy and signature."""
-        repo = self._repo()
-        session = Session(self.endpoint, repo)
-        ref_name, commit = self._resolve(session, repo)
+        with _mirror_held(self._mirror):
+            repo = self._open_mirror()
+            session = Session(self.endpoint, repo)
+            ref_name, commit = self._resolve(session, repo)
         self.last_transfer = session.transfers[-1] if session.transfers else None
         self._check_history(repo, commit)
         self._verify(commit)
@@ -103,7 +125,8 @@ class GitSource:
 
     def read_tree(self, revision: Revision) -> tuple[SourceFile, ...]:
         """The YAML/JSON files under `path` at `revision`, relative to `path`, sorted."""
-        repo = self._repo()
+        with _mirror_held(self._mirror):
+            repo = self._open_mirror()
         with translating(self.endpoint, "reading the tree"):
             obj = repo.get(revision.commit)
             if obj is None:
@@ -252,7 +275,8 @@ class GitSource:
         (home / ".ssh").mkdir(parents=True, exist_ok=True)
         (home / ".ssh" / "known_hosts").write_bytes(data)
 
-    def _repo(self) -> pygit2.Repository:
+    def _open_mirror(self) -> pygit2.Repository:
+        """Open the mirror, making it first if need be; the caller holds `_mirror_held`."""
         self._install_known_hosts()
         if not self._mirror.exists():
             self._create_mirror()

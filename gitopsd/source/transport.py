@@ -209,6 +209,8 @@ class _SettingsGate:
     (the usual case: one timeout for every target, HTTPS remotes) share them, and one
     slow remote delays no other. Only a different timeout, or an SSH remote with a
     different known_hosts, waits for the operations using the current value to end.
+    This gate guards only these settings: targets sharing a mirror are kept apart by
+    the mirror's own lock in source/git.py.
     """
 
     def __init__(self) -> None:

@@ -1,5 +1,6 @@
 """Fetches of different targets at the same time: one hung remote delays no other,
-and each SSH target is still checked against its own known_hosts.
+each SSH target is still checked against its own known_hosts, and targets sharing
+a remote (and so its mirror) never fetch into it at the same moment.
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from gitopsd.config import SecretRef
 from gitopsd.errors import AuthenticationError, RemoteUnreachableError
 from gitopsd.model import Revision
 from gitopsd.source import GitSource
-from tests.source.conftest import MANIFESTS, MakeSource, SilentServer
-from tests.support.git_remotes import BareRemote, SshServer, ssh_keygen
+from tests.source.conftest import MANIFESTS, MakeSource, SilentServer, branch_settings
+from tests.support.git_remotes import BareRemote, GitHttpServer, SshServer, ssh_keygen
 
 SLOW_TIMEOUT = 5.0
+SHARING_TARGETS = 6
+ROUNDS = 10
 
 
 def test_hung_remote_does_not_delay_another_targets_fetch(
@@ -82,3 +86,29 @@ def test_each_ssh_target_keeps_its_own_known_hosts_when_fetching_together(
         bad = [pool.submit(refused) for _ in range(4)]
         assert {f.result().commit for f in good} == {commit}
         assert all("is unknown or changed" in f.result() for f in bad)
+
+
+def test_targets_sharing_a_remote_fetch_together_without_lock_errors(
+    bare_remote: BareRemote,
+    git_http_server: GitHttpServer,
+    http_secret: SecretRef,
+    tmp_path: Path,
+) -> None:
+    settings = branch_settings(
+        git_http_server.url(bare_remote), username=git_http_server.username, password=http_secret
+    )
+    barrier = threading.Barrier(SHARING_TARGETS)
+
+    def fetch(source: GitSource) -> str:
+        barrier.wait()
+        return source.fetch().commit
+
+    with ThreadPoolExecutor(max_workers=SHARING_TARGETS) as pool:
+        for round_ in range(ROUNDS):
+            commit = bare_remote.commit({**MANIFESTS, "deploy/round.yaml": f"n: {round_}\n"})
+            # Even rounds start from an empty state directory, so the mirror is created too;
+            # odd ones fetch a moved ref into the mirror the previous round left.
+            state_dir = tmp_path / f"state-{round_ - round_ % 2}"
+            sources = [GitSource(f"web-{i}", settings, state_dir) for i in range(SHARING_TARGETS)]
+            results = [pool.submit(fetch, source) for source in sources]
+            assert [f.result() for f in results] == [commit] * SHARING_TARGETS
