@@ -264,6 +264,8 @@ class Daemon:
         if slot.retired:
             return
         status = self.board.get(name)
+        if status is None:  # a reload removed the target since the check above
+            return
         if status.failed and status.retryable:
             cap = self.config.backoff_max_seconds
             delay = backoff_seconds(status.failures, status.interval_seconds, cap)

@@ -149,9 +149,11 @@ class StatusBoard:
             if status is not None:
                 status.running_since = time.time()
 
-    def get(self, name: str) -> TargetStatus:
+    def get(self, name: str) -> TargetStatus | None:
+        """A copy of the target's status; None once a reload has removed the target."""
         with self._lock:
-            return replace(self._targets[name])
+            status = self._targets.get(name)
+            return replace(status) if status is not None else None
 
     def record(
         self, name: str, outcome: str, *, revision: str | None, started: float, duration: float,

@@ -24,7 +24,7 @@ from gitopsd.metrics import Metrics
 from gitopsd.model import ChangeSet
 from gitopsd.notify import Notifier
 from gitopsd.reconcile import PassOutcome
-from gitopsd.status import StatusBoard, backoff_seconds
+from gitopsd.status import StatusBoard, TargetStatus, backoff_seconds
 from tests.support.git_remotes import free_port
 from tests.unit.fake_runner import COMMIT, Script
 
@@ -192,7 +192,7 @@ def test_target_removed_by_reload_during_its_pass(
     running = start("web", "api", script=script)
     board = running.daemon.board
     running.daemon.trigger("web")
-    assert _eventually(lambda: board.get("web").running_since is not None)
+    assert _eventually(lambda: getattr(board.get("web"), "running_since", None) is not None)
     good = running.path.read_text()
     running.path.write_text(good.replace("  - {name: web,", "  - {name: gone,"))
     assert running.daemon.reload() is True
@@ -205,6 +205,40 @@ def test_target_removed_by_reload_during_its_pass(
         for line in gauges
         if line.startswith(("gitopsd_revision", "gitopsd_target", "gitopsd_last"))
     ]
+    assert not [r for r in caplog.records if r.exc_info], "a pass raised"
+
+
+class _ReloadingBoard(StatusBoard):
+    """A board whose next `get` of a target lets a reload run first, as if SIGHUP came then."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        super().__init__(metrics)
+        self.reload_before: dict[str, Callable[[], object]] = {}
+
+    def get(self, name: str) -> TargetStatus | None:
+        reload = self.reload_before.pop(name, None)
+        if reload is not None:
+            reload()
+        return super().get(name)
+
+
+def test_target_removed_by_reload_as_its_pass_is_scheduled_again(
+    start: Start, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gitopsd.daemon.StatusBoard", _ReloadingBoard)
+    script = Script()
+    running = start("web", "api", script=script)
+    board = running.daemon.board
+    assert isinstance(board, _ReloadingBoard)
+    good = running.path.read_text()
+    running.path.write_text(good.replace("  - {name: web,", "  - {name: gone,"))
+    board.reload_before["web"] = running.daemon.reload
+    running.daemon.trigger("web")
+    assert _eventually(lambda: "web" in script.closed)
+    assert _eventually(lambda: not board.reload_before and board.get("web") is None)
+    running.daemon.trigger("api")  # the scheduler still runs passes
+    assert script.wait_calls("api", 2)
+    assert set(running.daemon.status()["targets"]) == {"api", "gone"}
     assert not [r for r in caplog.records if r.exc_info], "a pass raised"
 
 
