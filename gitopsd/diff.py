@@ -195,7 +195,7 @@ def _owns(node: Any, segments: Sequence[tuple[str, ...]]) -> bool:
         if segment[0] == "f":
             node = node.get(f"f:{segment[1]}")
         elif segment[0] == "k":
-            node = _keyed_entry(node, segment[1], segment[2])
+            node = keyed_entry(node, segment[1], segment[2])
         else:
             return True  # an index into a set or list this manager writes to
         if node is None:
@@ -203,7 +203,8 @@ def _owns(node: Any, segments: Sequence[tuple[str, ...]]) -> bool:
     return True
 
 
-def _keyed_entry(node: Mapping[str, Any], key: str, value: str) -> Any:
+def keyed_entry(node: Mapping[str, Any], key: str, value: str) -> Any:
+    """The managedFields entry of the keyed list item whose `key` is `value`, or None."""
     for name, child in node.items():
         if name.startswith("k:"):
             try:

@@ -11,12 +11,12 @@ field, gitopsd stops declaring it and the value stays. Pure.
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 from gitopsd.config import IgnoreRule
+from gitopsd.diff import keyed_entry
 from gitopsd.model import FIELD_MANAGER, DesiredObject, LiveObject, Manifest
 from gitopsd.normalize import item_id, merge_key, parse_pointer, rule_matches
 
@@ -100,24 +100,12 @@ def _owns(fields: Any, steps: Sequence[Step]) -> bool:
         if step[0] == "f":
             node = node.get(f"f:{step[1]}")
         elif step[0] == "k":
-            node = _keyed_entry(node, step[1], step[2])
+            node = keyed_entry(node, step[1], step[2])
         else:
             return False
         if node is None:
             return False
     return True
-
-
-def _keyed_entry(node: Mapping[str, Any], key: str, identity: str) -> Any:
-    for name, child in node.items():
-        if name.startswith("k:"):
-            try:
-                fields = json.loads(name[2:])
-            except ValueError:
-                continue
-            if isinstance(fields, Mapping) and str(fields.get(key)) == identity:
-                return child
-    return None
 
 
 def _child(node: Any, step: Step) -> Any:
