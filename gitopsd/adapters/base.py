@@ -6,7 +6,7 @@ experiments) implements these methods and nothing in the core changes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -78,9 +78,6 @@ class ClusterAdapter(Protocol):
     def load_inventory(self, target: str) -> Inventory:
         """The inventory stored in the cluster for `target`; empty when none."""
 
-    def other_inventories(self, target: str) -> Mapping[str, frozenset[ResourceKey]]:
-        """Inventories of every other target stored in the same cluster."""
-
     def load_inventories(
         self, target: str
     ) -> tuple[Inventory, Mapping[str, frozenset[ResourceKey]]]:
@@ -91,8 +88,3 @@ class ClusterAdapter(Protocol):
 
     def request_counts(self) -> Mapping[str, int]:
         """Requests made so far, by verb, for reports and benchmarks."""
-
-
-def namespaces_of(keys: Sequence[ResourceKey]) -> set[str]:
-    """The namespaces a set of keys lives in ('' for cluster-scoped ones excluded)."""
-    return {key.namespace for key in keys if key.namespace}

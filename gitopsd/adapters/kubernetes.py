@@ -309,9 +309,6 @@ class KubernetesAdapter:
         live = self.get(info, key)
         return Inventory() if live is None else _decoded(live, target)
 
-    def other_inventories(self, target: str) -> Mapping[str, frozenset[ResourceKey]]:
-        return self.load_inventories(target)[1]
-
     def load_inventories(
         self, target: str
     ) -> tuple[Inventory, Mapping[str, frozenset[ResourceKey]]]:
