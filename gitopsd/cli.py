@@ -33,7 +33,7 @@ from gitopsd.lock import StateLock
 if TYPE_CHECKING:
     from gitopsd.daemon import PassRunner, RunnerFactory
     from gitopsd.journal import Journal
-    from gitopsd.reconcile import PassResult
+    from gitopsd.passresult import PassResult
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CHANGES, EXIT_LOCKED = 0, 1, 2, 3, 4
 DEFAULT_CONFIG = Path("/etc/gitopsd/config.yaml")
@@ -230,7 +230,7 @@ def run_passes(
 def failed_result(target: str, error: GitopsdError) -> PassResult:
     """The result of a pass that could not even start (its runner could not be built)."""
     from gitopsd.model import ChangeSet
-    from gitopsd.reconcile import PassOutcome, PassResult
+    from gitopsd.passresult import PassOutcome, PassResult
 
     return PassResult(
         target=target, outcome=PassOutcome.FAILED, revision=None, changes=ChangeSet(), plan=None,

@@ -33,7 +33,7 @@ from gitopsd.status import StatusBoard, backoff_seconds
 
 if TYPE_CHECKING:
     from gitopsd.journal import Journal
-    from gitopsd.reconcile import PassResult
+    from gitopsd.passresult import PassResult
 
 log = structlog.get_logger(__name__)
 

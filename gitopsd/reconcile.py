@@ -9,7 +9,6 @@ nothing is pruned on an error or an empty render.
 
 from __future__ import annotations
 
-import enum
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -42,6 +41,7 @@ from gitopsd.model import (
     StepKind,
 )
 from gitopsd.normalize import strip_ignored
+from gitopsd.passresult import ObjectPreview, PassOutcome, PassResult
 from gitopsd.plan import make_plan, manifest_hash
 from gitopsd.render import render
 from gitopsd.rendercache import RenderCache, cache_key
@@ -59,37 +59,6 @@ class Source(Protocol):
     def fetch(self) -> Revision: ...
     def read_tree(self, revision: Revision) -> tuple[SourceFile, ...]: ...
     def mark_applied(self, revision: Revision) -> None: ...
-
-
-class PassOutcome(enum.Enum):
-    IN_SYNC = "in_sync"
-    CONVERGED = "converged"
-    WOULD_CHANGE = "would_change"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class ObjectPreview:
-    """What a pass would change on one object, as a unified diff (Secrets redacted)."""
-
-    key: ResourceKey
-    diff_text: str
-
-
-@dataclass(frozen=True)
-class PassResult:
-    """Everything one pass did or would do."""
-
-    target: str
-    outcome: PassOutcome
-    revision: Revision | None
-    changes: ChangeSet
-    plan: Plan | None
-    error: GitopsdError | None
-    started_at: float
-    duration_seconds: float
-    previews: tuple[ObjectPreview, ...] = ()
-    requests: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

@@ -14,7 +14,8 @@ from gitopsd.config import Config, TargetSettings
 from gitopsd.errors import GitopsdError
 from gitopsd.journal import Journal
 from gitopsd.model import ChangeSet
-from gitopsd.reconcile import PassOutcome, PassResult, Reconciler
+from gitopsd.passresult import PassOutcome, PassResult
+from gitopsd.reconcile import Reconciler
 from gitopsd.render import render
 from gitopsd.rendercache import RenderCache
 from gitopsd.source.git import GitSource

@@ -13,7 +13,8 @@ import pytest
 from gitopsd.adapters.kubernetes import KubernetesAdapter
 from gitopsd.config import ClusterSettings, RefKind, SourceSettings, TargetSettings
 from gitopsd.journal import Journal
-from gitopsd.reconcile import PassResult, Reconciler
+from gitopsd.passresult import PassResult
+from gitopsd.reconcile import Reconciler
 from tests.support.sources import FilesSource
 
 TESTDATA = Path(__file__).parent / "testdata"

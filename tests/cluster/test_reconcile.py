@@ -11,7 +11,7 @@ from kubernetes import client
 
 from gitopsd.config import ConflictPolicy, IgnoreRule
 from gitopsd.model import Action
-from gitopsd.reconcile import PassOutcome
+from gitopsd.passresult import PassOutcome
 from tests.cluster.conftest import Rig, read_testdata
 
 WRITE_VERBS = ("apply", "delete", "dry-run-apply")

@@ -10,7 +10,7 @@ from kubernetes import client
 
 from gitopsd.config import IgnoreRule
 from gitopsd.model import Action
-from gitopsd.reconcile import PassOutcome
+from gitopsd.passresult import PassOutcome
 from tests.cluster.conftest import Rig, read_testdata
 
 PROTECTED = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: protected\n  labels: {protect: 'yes'}\ndata: {a: b}\n"  # noqa: E501

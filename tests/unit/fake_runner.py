@@ -11,7 +11,7 @@ from gitopsd.config import Config, TargetSettings
 from gitopsd.errors import GitopsdError
 from gitopsd.journal import Journal
 from gitopsd.model import Action, ChangeSet, ChangeSetEntry, DriftReport, ResourceKey, Revision
-from gitopsd.reconcile import ObjectPreview, PassOutcome, PassResult
+from gitopsd.passresult import ObjectPreview, PassOutcome, PassResult
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 KEY = ResourceKey("", "ConfigMap", "default", "app")

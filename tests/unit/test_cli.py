@@ -15,7 +15,7 @@ from gitopsd.errors import RemoteUnreachableError, RenderError
 from gitopsd.journal import Journal
 from gitopsd.lock import StateLock
 from gitopsd.model import Action, ChangeSetEntry, DriftReport, FieldChange, FieldOwner
-from gitopsd.reconcile import PassOutcome
+from gitopsd.passresult import PassOutcome
 from tests.unit.fake_runner import COMMIT, KEY, Script
 
 

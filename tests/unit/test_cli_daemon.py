@@ -23,7 +23,7 @@ from gitopsd.journal import Journal
 from gitopsd.metrics import Metrics
 from gitopsd.model import ChangeSet
 from gitopsd.notify import Notifier
-from gitopsd.reconcile import PassOutcome
+from gitopsd.passresult import PassOutcome
 from gitopsd.status import StatusBoard, TargetStatus, backoff_seconds
 from tests.support.git_remotes import free_port
 from tests.unit.fake_runner import COMMIT, Script
