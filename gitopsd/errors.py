@@ -56,6 +56,10 @@ class HistoryRewrittenError(SourceError):
     """The new commit does not descend from the last applied one, and policy refuses it."""
 
 
+class MirrorDamagedError(SourceError):
+    """The local mirror lacks an object or is corrupt; deleting it makes gitopsd fetch afresh."""
+
+
 class RenderError(GitopsdError):
     """A declared file or document is not a valid Kubernetes object."""
 
@@ -110,3 +114,41 @@ class InventoryError(ReconcileError):
 
 class LockError(GitopsdError):
     """Another gitopsd holds the lock on the state directory."""
+
+
+class StateError(GitopsdError):
+    """A file in the state directory cannot be read or written: disk full, read-only, permissions.
+
+    Not retryable: the disk will not empty itself, so the target waits for its next interval.
+    """
+
+    def __init__(self, path: object, problem: str) -> None:
+        text = " ".join(problem.split())
+        super().__init__(f"state directory: {path}: {text}; {_state_fix(text)}")
+        self.path = path
+
+
+# The fix for a failure, by the words the OS (strerror), libgit2 or SQLite use for it.
+_STATE_FIXES = (
+    (("no space left", "disk is full", "quota"), "the disk is full: free space on it"),
+    (
+        ("read-only file system", "readonly database"),
+        "the file system is read-only: make state_dir writable (systemd: ReadWritePaths=)",
+    ),
+    (
+        ("permission denied", "operation not permitted", "unable to open database"),
+        "check that the user running gitopsd owns state_dir and can write it",
+    ),
+    (
+        ("not a database", "malformed"),
+        "move the file aside (the history it held is lost); gitopsd starts a new one",
+    ),
+)
+
+
+def _state_fix(problem: str) -> str:
+    lowered = problem.lower()
+    for words, fix in _STATE_FIXES:
+        if any(word in lowered for word in words):
+            return fix
+    return "check the state directory's disk, mount and permissions"
