@@ -29,11 +29,11 @@ from gitopsd.config import Config, TargetSettings, load_config
 from gitopsd.configread import parse_duration
 from gitopsd.errors import ConfigError, GitopsdError, LockError
 from gitopsd.lock import StateLock
+from gitopsd.passresult import PassOutcome, PassResult, failure_line
 
 if TYPE_CHECKING:
     from gitopsd.daemon import PassRunner, RunnerFactory
     from gitopsd.journal import Journal
-    from gitopsd.passresult import PassResult
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CHANGES, EXIT_LOCKED = 0, 1, 2, 3, 4
 DEFAULT_CONFIG = Path("/etc/gitopsd/config.yaml")
@@ -187,10 +187,10 @@ def _once(config: Config, journal: Journal, *, dry_run: bool) -> int:
 
 
 def exit_code(results: Sequence[PassResult]) -> int:
-    outcomes = {result.outcome.value for result in results}
-    if "failed" in outcomes:
+    outcomes = {result.outcome for result in results}
+    if PassOutcome.FAILED in outcomes:
         return EXIT_FAILED
-    return EXIT_CHANGES if "would_change" in outcomes else EXIT_OK
+    return EXIT_CHANGES if PassOutcome.WOULD_CHANGE in outcomes else EXIT_OK
 
 
 def run_passes(
@@ -211,7 +211,7 @@ def run_passes(
         try:
             runner: PassRunner = factory(config, target, journal)
         except GitopsdError as exc:
-            return failed_result(target.name, exc)
+            return PassResult.failed(target.name, exc, time.time())
         try:
             return runner.run_pass(dry_run=dry_run, previews=previews, stop=stop)
         finally:
@@ -219,23 +219,10 @@ def run_passes(
 
     with _stop_on_signal(stop), ThreadPoolExecutor(max_workers=4) as pool:
         results = [r for r in pool.map(one, targets) if r is not None]
-    from gitopsd.status import failure_line
-
     for result in results:
         if result.error is not None:
             print(f"gitopsd: {failure_line(result.target, result.error)}", file=sys.stderr)
     return results
-
-
-def failed_result(target: str, error: GitopsdError) -> PassResult:
-    """The result of a pass that could not even start (its runner could not be built)."""
-    from gitopsd.model import ChangeSet
-    from gitopsd.passresult import PassOutcome, PassResult
-
-    return PassResult(
-        target=target, outcome=PassOutcome.FAILED, revision=None, changes=ChangeSet(), plan=None,
-        error=error, started_at=time.time(), duration_seconds=0.0,
-    )  # fmt: skip
 
 
 @contextlib.contextmanager

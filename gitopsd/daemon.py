@@ -27,13 +27,13 @@ from gitopsd import __version__, logs
 from gitopsd.config import Config, TargetSettings, load_config
 from gitopsd.errors import ConfigError, GitopsdError
 from gitopsd.metrics import Metrics
-from gitopsd.model import ChangeSet
 from gitopsd.notify import Notifier
-from gitopsd.status import StatusBoard, backoff_seconds
+from gitopsd.passresult import PassResult
+from gitopsd.schedule import backoff_seconds
+from gitopsd.status import StatusBoard
 
 if TYPE_CHECKING:
     from gitopsd.journal import Journal
-    from gitopsd.passresult import PassResult
 
 log = structlog.get_logger(__name__)
 
@@ -239,16 +239,8 @@ class Daemon:
         except Exception as exc:
             if not isinstance(exc, GitopsdError):  # a bug must not end the target's schedule
                 log.exception("pass_crashed", target=name)
-            self.board.record(
-                name, "failed", revision=None, started=started,
-                duration=time.time() - started, changes=ChangeSet(), error=exc,
-            )  # fmt: skip
-            return
-        self.board.record(
-            name, result.outcome.value, started=result.started_at, changes=result.changes,
-            revision=result.revision.commit if result.revision else None,
-            duration=result.duration_seconds, error=result.error,
-        )  # fmt: skip
+            result = PassResult.failed(name, _as_gitopsd_error(exc), started, time.time() - started)
+        self.board.record(result)
 
     def _schedule_next(self, name: str, slot: _Slot) -> None:
         """An immediate run when one was asked for during the pass; a later one after failure."""
@@ -389,6 +381,15 @@ class Daemon:
         job = self._scheduler.get_job(name) if not self._stopping else None
         when = job.next_run_time if job is not None else None
         return when.timestamp() if when is not None else None
+
+
+def _as_gitopsd_error(exc: Exception) -> GitopsdError:
+    """A crash as the failure of its pass, its message unchanged (the bug is logged above)."""
+    if isinstance(exc, GitopsdError):
+        return exc
+    error = GitopsdError(str(exc) or type(exc).__name__)
+    error.__cause__ = exc
+    return error
 
 
 def _has_target(config: Config, name: str) -> bool:

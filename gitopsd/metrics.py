@@ -12,7 +12,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from gitopsd import __version__
 from gitopsd.errors import SourceError
-from gitopsd.model import Action, ChangeSet
+from gitopsd.model import Action
+from gitopsd.passresult import PassOutcome, PassResult
 
 _APPLIED = {Action.CREATED, Action.CORRECTED, Action.UPDATED, Action.RECREATED}
 _BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -60,35 +61,26 @@ class Metrics:
         info.labels(__version__).set(1)
         self._revisions: dict[str, str] = {}
 
-    def observe_pass(
-        self,
-        target: str,
-        outcome: str,
-        *,
-        duration: float,
-        finished_at: float,
-        changes: ChangeSet,
-        revision: str | None,
-        error: BaseException | None,
-    ) -> None:
+    def observe_pass(self, result: PassResult) -> None:
         """Record one finished pass."""
+        target, outcome = result.target, result.outcome.value
         self.passes.labels(target, outcome).inc()
-        self.duration.labels(target, outcome).observe(duration)
-        failed = outcome == "failed"
+        self.duration.labels(target, outcome).observe(result.duration_seconds)
+        failed = result.outcome is PassOutcome.FAILED
         self.failing.labels(target).set(1 if failed else 0)
         if not failed:
-            self.last_success.labels(target).set(finished_at)
-        if isinstance(error, SourceError):
+            self.last_success.labels(target).set(result.started_at + result.duration_seconds)
+        if isinstance(result.error, SourceError):
             self.fetch_errors.labels(target).inc()
-        for entry in changes.entries:
+        for entry in result.changes.entries:
             if entry.drift is not None or entry.action is Action.PRUNED:
                 self.drift.labels(target, entry.key.kind, entry.action.value).inc()
             if entry.action in _APPLIED:
                 self.applied.labels(target).inc()
             elif entry.action is Action.PRUNED:
                 self.pruned.labels(target).inc()
-        if revision:
-            self._set_revision(target, revision)
+        if result.commit:
+            self._set_revision(target, result.commit)
 
     def _set_revision(self, target: str, revision: str) -> None:
         old = self._revisions.get(target)

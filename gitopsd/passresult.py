@@ -15,6 +15,11 @@ class PassOutcome(enum.Enum):
     WOULD_CHANGE = "would_change"
     FAILED = "failed"
 
+    @property
+    def in_sync(self) -> bool:
+        """The cluster matches Git after the pass (nothing was left to change)."""
+        return self in (PassOutcome.IN_SYNC, PassOutcome.CONVERGED)
+
 
 @dataclass(frozen=True)
 class ObjectPreview:
@@ -38,3 +43,30 @@ class PassResult:
     duration_seconds: float
     previews: tuple[ObjectPreview, ...] = ()
     requests: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def failed(
+        cls, target: str, error: GitopsdError, at: float, duration: float = 0.0
+    ) -> PassResult:
+        """A pass that failed before it read anything (no revision, no changes)."""
+        return cls(target, PassOutcome.FAILED, None, ChangeSet(), None, error, at, duration)
+
+    @property
+    def commit(self) -> str | None:
+        """The commit the pass reconciled, when it got that far."""
+        return self.revision.commit if self.revision is not None else None
+
+
+def one_line(error: BaseException | str) -> str:
+    """An error as one line: its message with newlines and runs of blanks folded."""
+    text = error if isinstance(error, str) else str(error) or type(error).__name__
+    return " ".join(text.split())
+
+
+def failure_line(target: str, error: BaseException | str) -> str:
+    """`target NAME: error` on one line (stderr, /readyz); the target is not named twice."""
+    text = one_line(error)
+    # Source errors start `target NAME, remote URL:`, reconcile errors `target NAME:`.
+    if text.startswith((f"target {target}:", f"target {target},")):
+        return text
+    return f"target {target}: {text}"

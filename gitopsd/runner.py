@@ -7,14 +7,13 @@ directly with whatever source and adapter they need.
 from __future__ import annotations
 
 import threading
-import time
 
 from gitopsd.adapters.kubernetes import KubernetesAdapter
+from gitopsd.clock import SYSTEM_CLOCK, Clock
 from gitopsd.config import Config, TargetSettings
 from gitopsd.errors import GitopsdError
 from gitopsd.journal import Journal
-from gitopsd.model import ChangeSet
-from gitopsd.passresult import PassOutcome, PassResult
+from gitopsd.passresult import PassResult
 from gitopsd.reconcile import Reconciler
 from gitopsd.render import render
 from gitopsd.rendercache import RenderCache
@@ -24,8 +23,11 @@ from gitopsd.source.git import GitSource
 class TargetRunner:
     """Runs passes for one configured target; the cluster is reached only when needed."""
 
-    def __init__(self, config: Config, target: TargetSettings, journal: Journal) -> None:
+    def __init__(
+        self, config: Config, target: TargetSettings, journal: Journal, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.target = target
+        self._clock = clock
         self._journal = journal
         self._source = GitSource(target.name, target.source, config.state_dir)
         self._state_dir = config.state_dir
@@ -46,9 +48,7 @@ class TargetRunner:
         try:
             adapter = self._cluster()
         except GitopsdError as error:
-            now = time.time()
-            return PassResult(self.target.name, PassOutcome.FAILED, None, ChangeSet(), None,
-                              error, now, 0.0)  # fmt: skip
+            return PassResult.failed(self.target.name, error, self._clock.time())
         if self._reconciler is None:
             # Kept across passes: a commit already rendered is not rendered again.
             cache = RenderCache(self._state_dir / "render", self.target.name)

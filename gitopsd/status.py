@@ -1,4 +1,4 @@
-"""What the daemon knows about each target between passes: /status, /readyz, backoff.
+"""What the daemon knows about each target between passes: /status, /readyz, health.
 
 Kept apart from the scheduler so the bookkeeping is plain data that tests can
 drive without a scheduler.
@@ -7,38 +7,29 @@ drive without a scheduler.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
 
-from gitopsd.errors import ClusterError, GitopsdError, SourceError
+from gitopsd.clock import SYSTEM_CLOCK, Clock
+from gitopsd.errors import ClusterError, SourceError
 from gitopsd.metrics import Metrics
-from gitopsd.model import ChangeSet
+from gitopsd.passresult import PassOutcome, PassResult, failure_line, one_line
 
 log = structlog.get_logger(__name__)
 
-IN_SYNC_OUTCOMES = ("in_sync", "converged")
 
-
-def health_of(outcome: str, error: BaseException | None) -> str:
+def health_of(outcome: PassOutcome, error: BaseException | None) -> str:
     """A coarse state whose changes are worth one log line: ok, source_down, cluster_down, ..."""
-    if outcome != "failed":
+    if outcome is not PassOutcome.FAILED:
         return "ok"
     if isinstance(error, SourceError):
         return "source_down" if error.retryable else "source_error"
     if isinstance(error, ClusterError):
         return "cluster_down" if error.retryable else "cluster_error"
     return "failed"
-
-
-def backoff_seconds(failures: int, interval: float, cap: float) -> float:
-    """Delay before retrying after `failures` consecutive retryable failures: doubling, capped."""
-    if failures <= 1:
-        return interval
-    return min(interval * (1 << min(failures - 1, 30)), max(cap, interval))
 
 
 @dataclass
@@ -48,7 +39,7 @@ class TargetStatus:
     name: str
     interval_seconds: float
     revision: str | None = None
-    outcome: str | None = None
+    outcome: PassOutcome | None = None
     started_at: float | None = None
     duration_seconds: float | None = None
     writes: int = 0
@@ -61,31 +52,23 @@ class TargetStatus:
 
     @property
     def failed(self) -> bool:
-        return self.outcome == "failed"
+        return self.outcome is PassOutcome.FAILED
 
-    def record(
-        self,
-        outcome: str,
-        *,
-        revision: str | None,
-        started_at: float,
-        duration: float,
-        writes: int,
-        error: BaseException | None,
-    ) -> str | None:
+    def record(self, result: PassResult) -> str | None:
         """Take in one finished pass; the previous health when it changed, else None."""
-        self.outcome, self.started_at, self.duration_seconds = outcome, started_at, duration
-        self.writes, self.running_since = writes, None
-        if revision:
-            self.revision = revision
-        self.error = _one_line(error) if error is not None else None
-        self.retryable = isinstance(error, GitopsdError) and error.retryable
-        if outcome == "failed":
+        self.outcome, self.started_at = result.outcome, result.started_at
+        self.duration_seconds, self.writes = result.duration_seconds, result.changes.writes
+        self.running_since = None
+        if result.commit:
+            self.revision = result.commit
+        self.error = one_line(result.error) if result.error is not None else None
+        self.retryable = result.error is not None and result.error.retryable
+        if result.outcome is PassOutcome.FAILED:
             self.failures += 1
         else:
             self.failures = 0
-            self.last_success_at = started_at + duration
-        previous, self.health = self.health, health_of(outcome, error)
+            self.last_success_at = result.started_at + result.duration_seconds
+        previous, self.health = self.health, health_of(result.outcome, result.error)
         return previous if previous != self.health else None
 
     def as_dict(self, next_run_at: float | None) -> dict[str, Any]:
@@ -93,14 +76,14 @@ class TargetStatus:
         last_pass = None
         if self.outcome is not None:
             last_pass = {
-                "outcome": self.outcome,
+                "outcome": self.outcome.value,
                 "started_at": self.started_at,
                 "duration_seconds": self.duration_seconds,
                 "writes": self.writes,
             }
         return {
             "revision": self.revision,
-            "in_sync": self.outcome in IN_SYNC_OUTCOMES if self.outcome else None,
+            "in_sync": self.outcome.in_sync if self.outcome is not None else None,
             "last_pass": last_pass,
             "last_error": self.error,
             "last_success_at": self.last_success_at,
@@ -112,25 +95,12 @@ class TargetStatus:
         }
 
 
-def _one_line(error: BaseException) -> str:
-    text = str(error) or type(error).__name__
-    return " ".join(text.split())
-
-
-def failure_line(target: str, error: BaseException | str) -> str:
-    """`target NAME: error` on one line; not naming the target twice when the error does."""
-    text = _one_line(error) if isinstance(error, BaseException) else " ".join(error.split())
-    # Source errors start `target NAME, remote URL:`, reconcile errors `target NAME:`.
-    if text.startswith((f"target {target}:", f"target {target},")):
-        return text
-    return f"target {target}: {text}"
-
-
 class StatusBoard:
     """Every target's TargetStatus behind one lock, feeding the metrics and the log."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, clock: Clock = SYSTEM_CLOCK) -> None:
         self.metrics = metrics
+        self._clock = clock
         self._lock = threading.Lock()
         self._targets: dict[str, TargetStatus] = {}
 
@@ -147,7 +117,7 @@ class StatusBoard:
         with self._lock:
             status = self._targets.get(name)
             if status is not None:
-                status.running_since = time.time()
+                status.running_since = self._clock.time()
 
     def get(self, name: str) -> TargetStatus | None:
         """A copy of the target's status; None once a reload has removed the target."""
@@ -155,28 +125,20 @@ class StatusBoard:
             status = self._targets.get(name)
             return replace(status) if status is not None else None
 
-    def record(
-        self, name: str, outcome: str, *, revision: str | None, started: float, duration: float,
-        changes: ChangeSet, error: BaseException | None,
-    ) -> None:  # fmt: skip
+    def record(self, result: PassResult) -> None:
         """Take in one finished pass: status, metrics, and a log line when health changes.
 
         A target removed by a reload while its pass ran is not brought back.
         """
+        name, outcome = result.target, result.outcome.value
         with self._lock:
             status = self._targets.get(name)
             if status is None:
                 log.debug("pass_of_removed_target", target=name, outcome=outcome)
                 return
-            changed_from = status.record(
-                outcome, revision=revision, started_at=started, duration=duration,
-                writes=changes.writes, error=error,
-            )  # fmt: skip
+            changed_from = status.record(result)
             status = replace(status)
-        self.metrics.observe_pass(
-            name, outcome, duration=duration, finished_at=started + duration, changes=changes,
-            revision=revision, error=error,
-        )  # fmt: skip
+        self.metrics.observe_pass(result)
         fields = {"target": name, "outcome": outcome, "revision": status.revision}
         if changed_from is not None and status.health != "ok":
             log.error("target_failing", health=status.health, error=status.error, **fields)
@@ -195,7 +157,7 @@ class StatusBoard:
             ]
 
     def running_longer_than(self, seconds: float) -> bool:
-        now = time.time()
+        now = self._clock.time()
         with self._lock:
             return any(
                 s.running_since is not None and now - s.running_since > seconds

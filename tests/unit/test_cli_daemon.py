@@ -21,10 +21,11 @@ from gitopsd.daemon import Daemon
 from gitopsd.errors import RemoteUnreachableError
 from gitopsd.journal import Journal
 from gitopsd.metrics import Metrics
-from gitopsd.model import ChangeSet
+from gitopsd.model import ChangeSet, Revision
 from gitopsd.notify import Notifier
-from gitopsd.passresult import PassOutcome
-from gitopsd.status import StatusBoard, TargetStatus, backoff_seconds
+from gitopsd.passresult import PassOutcome, PassResult
+from gitopsd.schedule import backoff_seconds
+from gitopsd.status import StatusBoard, TargetStatus
 from tests.support.git_remotes import free_port
 from tests.unit.fake_runner import COMMIT, Script
 
@@ -248,8 +249,8 @@ def test_board_ignores_a_pass_of_a_forgotten_target() -> None:
     board.started("web")
     board.forget("web")
     board.started("web")
-    board.record("web", "in_sync", revision=COMMIT, started=time.time(), duration=0.1,
-                 changes=ChangeSet(), error=None)  # fmt: skip
+    board.record(PassResult("web", PassOutcome.IN_SYNC, Revision(COMMIT, "refs/heads/main"),
+                            ChangeSet(), None, None, time.time(), 0.1))  # fmt: skip
     assert board.as_dict(lambda _name: None) == {}
     assert b'target="web"' not in board.metrics.render()  # no pass counted, no gauge set
 
