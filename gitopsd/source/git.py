@@ -7,16 +7,13 @@ already in the mirror, so an unchanged remote costs one round-trip and no object
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import shutil
 import tempfile
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pygit2
 import structlog
@@ -26,49 +23,24 @@ from gitopsd.errors import (
     AuthenticationError,
     ConfigError,
     HistoryRewrittenError,
+    MirrorDamagedError,
     RefNotFoundError,
     SignatureError,
     SourceError,
 )
 from gitopsd.model import Revision, SourceFile
 from gitopsd.source import semver
-from gitopsd.source.redact import redact_url, strip_credentials
+from gitopsd.source.mirror import Mirror, slug, writing
+from gitopsd.source.redact import redact_url
 from gitopsd.source.refs import normalize_path, ref_problem
-from gitopsd.source.transport import Endpoint, Session, Transfer, ssh_host_port, translating
+from gitopsd.source.transport import Endpoint, Session, Transfer, ssh_host_port
 from gitopsd.source.tree import ErrorFactory, TreeReader
 from gitopsd.source.verify import Untrusted, verify_signature
 
 _HEX = re.compile(r"^[0-9a-f]{7,64}$")
+_FULL_HEX = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 ALL_REFS = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[-48:] or "x"
-
-
-def mirror_dir(state_dir: Path, repo_url: str) -> Path:
-    """The mirror of one remote: shared by every target that reads from it."""
-    clean = strip_credentials(repo_url)
-    digest = hashlib.sha256(clean.encode()).hexdigest()[:12]
-    return state_dir / "mirrors" / f"{_slug(clean)}-{digest}"
-
-
-_MIRROR_LOCKS: dict[Path, threading.Lock] = {}
-_MIRROR_LOCKS_GUARD = threading.Lock()
-
-
-@contextmanager
-def _mirror_held(mirror: Path) -> Iterator[None]:
-    """Hold the mirror against other targets of this process that read the same remote.
-
-    libgit2 takes its own lock files (refs, shallow) while fetching and fails at once on
-    finding another's. The state directory lock keeps other processes out of the mirrors.
-    """
-    key = mirror.resolve()
-    with _MIRROR_LOCKS_GUARD:
-        lock = _MIRROR_LOCKS.setdefault(key, threading.Lock())
-    with lock:
-        yield
+T = TypeVar("T")
 
 
 class GitSource:
@@ -86,8 +58,7 @@ class GitSource:
         self.settings = settings
         self.state_dir = state_dir
         self._base = self._validate()
-        self._mirror = mirror_dir(state_dir, settings.repo)
-        self._state_file = state_dir / "source" / f"{_slug(target_name)}.json"
+        self._state_file = state_dir / "source" / f"{slug(target_name)}.json"
         self._last_applied = last_applied or self._load_last_applied()
         self._verified: set[str] = set()
         self.endpoint = Endpoint(target_name, settings, self._ssh_home())
@@ -99,24 +70,21 @@ class GitSource:
         self.log = structlog.get_logger("gitopsd.source").bind(
             target=target_name, remote=redact_url(settings.repo)
         )
+        self._mirror = Mirror(state_dir, settings.repo, self.log)
 
     # --- public surface -------------------------------------------------------------------
 
     def fetch(self) -> Revision:
-        """Resolve the ref, fetch only if it moved, check history policy and signature."""
-        with _mirror_held(self._mirror):
-            repo = self._open_mirror()
-            session = Session(self.endpoint, repo)
-            ref_name, commit = self._resolve(session, repo)
-        self.last_transfer = session.transfers[-1] if session.transfers else None
-        self._check_history(repo, commit)
-        self._verify(commit)
-        revision = Revision(str(commit.id), ref_name, commit.message.split("\n", 1)[0])
+        """Resolve the ref, fetch only if it moved, check history policy and signature.
+
+        A damaged mirror is discarded and fetched afresh once (see `_recovering`).
+        """
+        revision = self._recovering(self._fetch, self._fetch)
         transfer = self.last_transfer or Transfer()
         self.log.info(
             "source_fetched",
             revision=revision.commit,
-            ref=ref_name,
+            ref=revision.ref,
             fetched=self.last_transfer is not None,
             objects=transfer.received_objects,
             bytes=transfer.received_bytes,
@@ -125,29 +93,81 @@ class GitSource:
 
     def read_tree(self, revision: Revision) -> tuple[SourceFile, ...]:
         """The YAML/JSON files under `path` at `revision`, relative to `path`, sorted."""
-        with _mirror_held(self._mirror):
-            repo = self._open_mirror()
-        with translating(self.endpoint, "reading the tree"):
-            obj = repo.get(revision.commit)
-            if obj is None:
-                raise self.endpoint.error(SourceError, f"commit {revision.short} is not fetched")
-            root = obj.peel(pygit2.Commit).tree
-            return TreeReader(
-                repo, root, self._base, self.settings.max_file_bytes, self._tree_error(revision)
-            ).read()
+
+        def refilled() -> tuple[SourceFile, ...]:
+            self._refill()
+            return self._read_tree(revision)
+
+        return self._recovering(lambda: self._read_tree(revision), refilled)
 
     def mark_applied(self, revision: Revision) -> None:
         """Remember `revision` as applied, so a later force-push can be recognised."""
         self._last_applied = revision.commit
-        self._state_file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self._state_file.parent, prefix=".applied-")
-        with os.fdopen(fd, "w") as out:
-            json.dump({"last_applied": revision.commit, "ref": revision.ref}, out)
-        os.replace(tmp, self._state_file)
+        with writing(self._state_file):
+            self._state_file.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self._state_file.parent, prefix=".applied-")
+            try:
+                with os.fdopen(fd, "w") as out:
+                    json.dump({"last_applied": revision.commit, "ref": revision.ref}, out)
+                os.replace(tmp, self._state_file)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
 
     @property
     def last_applied(self) -> str | None:
         return self._last_applied
+
+    # --- one attempt, and the repair of a damaged mirror ----------------------------------
+
+    def _recovering(self, attempt: Callable[[], T], again: Callable[[], T]) -> T:
+        """`attempt`; on a damaged mirror, discard it and run `again` into a fresh one, once.
+
+        Damage that survives a fresh fetch is not retried: retrying would not mend it.
+        """
+        try:
+            return attempt()
+        except MirrorDamagedError as damage:
+            self.log.warning("mirror_damaged", path=str(self._mirror.path), error=str(damage))
+        self._mirror.discard()
+        try:
+            return again()
+        except MirrorDamagedError as damage:
+            raise self.endpoint.error(
+                MirrorDamagedError,
+                f"{damage}, even after fetching it afresh: delete {self._mirror.path} "
+                "(the next pass fetches it again) and check the disk",
+                retryable=False,
+            ) from damage
+
+    def _fetch(self) -> Revision:
+        with self._mirror.held():
+            repo = self._open_mirror()
+            session = Session(self.endpoint, repo)
+            ref_name, commit = self._resolve(session, repo)
+        self.last_transfer = session.transfers[-1] if session.transfers else None
+        self._check_history(repo, commit)
+        self._verify(commit)
+        with self._mirror.reading(f"reading commit {commit.id}"):
+            return Revision(str(commit.id), ref_name, commit.message.split("\n", 1)[0])
+
+    def _refill(self) -> None:
+        """Fetch the ref into a fresh mirror, with no policy checks: they passed already."""
+        with self._mirror.held():
+            repo = self._open_mirror()
+            self._resolve(Session(self.endpoint, repo), repo)
+
+    def _read_tree(self, revision: Revision) -> tuple[SourceFile, ...]:
+        with self._mirror.held():
+            repo = self._open_mirror()
+        with self._mirror.reading(f"reading the tree of {revision.short}"):
+            obj = repo.get(revision.commit)
+            if obj is None:
+                raise KeyError(revision.commit)
+            root = obj.peel(pygit2.Commit).tree
+            return TreeReader(
+                repo, root, self._base, self.settings.max_file_bytes, self._tree_error(revision)
+            ).read()
 
     # --- resolving ------------------------------------------------------------------------
 
@@ -158,9 +178,11 @@ class GitSource:
         name = self._ref_name(heads)
         # Annotated tags are advertised twice; the peeled `^{}` entry is the commit itself.
         wanted = heads.get(f"{name}^{{}}") or heads[name]
-        if wanted not in repo:
+        with self._mirror.reading(f"looking up {name}"):
+            present = wanted in repo
+        if not present:
             session.fetch([f"+{name}:{name}"])
-        with translating(self.endpoint, f"reading {name}"):
+        with self._mirror.reading(f"reading {name}"):
             return name, repo[wanted].peel(pygit2.Commit)
 
     def _ref_name(self, heads: dict[str, str]) -> str:
@@ -204,8 +226,9 @@ class GitSource:
         if previous is None or previous == new:
             return
         # A missing previous commit after a complete fetch cannot be an ancestor of the new one.
-        if previous in repo and repo.descendant_of(commit.id, pygit2.Oid(hex=previous)):
-            return
+        with self._mirror.reading(f"checking that {new[:12]} descends from {previous[:12]}"):
+            if previous in repo and repo.descendant_of(commit.id, pygit2.Oid(hex=previous)):
+                return
         self.history_rewrite = (previous, new)
         policy = self.settings.history
         if self._logged_rewrite != self.history_rewrite:
@@ -224,7 +247,8 @@ class GitSource:
         settings, commit_id = self.settings.signature, str(commit.id)
         if settings is None or commit_id in self._verified:
             return
-        signature, payload = commit.gpg_signature
+        with self._mirror.reading(f"reading the signature of {commit_id[:12]}"):
+            signature, payload = commit.gpg_signature
         try:
             signer = verify_signature(signature, payload, settings, self.state_dir)
         except Untrusted as exc:
@@ -260,7 +284,7 @@ class GitSource:
         """A home whose .ssh/known_hosts is the target's, when it names one."""
         if self.settings.known_hosts is None or ssh_host_port(self.settings.repo) is None:
             return None
-        return self.state_dir / "ssh" / _slug(self.target)
+        return self.state_dir / "ssh" / slug(self.target)
 
     def _install_known_hosts(self) -> None:
         home = self.endpoint.ssh_home
@@ -272,31 +296,14 @@ class GitSource:
             raise self.endpoint.error(
                 AuthenticationError, f"cannot read known_hosts {self.settings.known_hosts}"
             ) from exc
-        (home / ".ssh").mkdir(parents=True, exist_ok=True)
-        (home / ".ssh" / "known_hosts").write_bytes(data)
+        with writing(home):
+            (home / ".ssh").mkdir(parents=True, exist_ok=True)
+            (home / ".ssh" / "known_hosts").write_bytes(data)
 
     def _open_mirror(self) -> pygit2.Repository:
-        """Open the mirror, making it first if need be; the caller holds `_mirror_held`."""
+        """Open the mirror, making it first if need be; the caller holds `Mirror.held`."""
         self._install_known_hosts()
-        if not self._mirror.exists():
-            self._create_mirror()
-        try:
-            return pygit2.Repository(str(self._mirror))
-        except pygit2.GitError:
-            self.log.warning("mirror_recreated", path=str(self._mirror))
-            shutil.rmtree(self._mirror, ignore_errors=True)
-            self._create_mirror()
-            return pygit2.Repository(str(self._mirror))
-
-    def _create_mirror(self) -> None:
-        # Initialise aside and rename, so a concurrent reader never opens a half-made mirror.
-        self._mirror.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=self._mirror.parent, prefix=".new-"))
-        pygit2.init_repository(str(tmp), bare=True)
-        try:
-            tmp.rename(self._mirror)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)  # another target created it first
+        return self._mirror.open()
 
     def _load_last_applied(self) -> str | None:
         try:
@@ -304,7 +311,7 @@ class GitSource:
         except (OSError, ValueError):
             return None
         value = data.get("last_applied") if isinstance(data, dict) else None
-        return value if isinstance(value, str) else None
+        return value if isinstance(value, str) and _FULL_HEX.match(value) else None
 
     def _tree_error(self, revision: Revision) -> ErrorFactory:
         def make(cls: type[SourceError], what: str) -> SourceError:

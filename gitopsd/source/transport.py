@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import os
 import re
 import subprocess
 import threading
@@ -19,7 +18,13 @@ import pygit2
 from pygit2.enums import CredentialType
 
 from gitopsd.config import SecretRef, SourceSettings
-from gitopsd.errors import AuthenticationError, RemoteUnreachableError, SourceError
+from gitopsd.errors import (
+    AuthenticationError,
+    ConfigError,
+    RemoteUnreachableError,
+    SourceError,
+    StateError,
+)
 from gitopsd.source.redact import redact_text, redact_url, strip_credentials
 
 _AUTH_WORDS = ("authenticat", "401", "403", "credential", "permission denied", "publickey")
@@ -64,23 +69,6 @@ def ssh_host_port(url: str) -> tuple[str, int] | None:
     return host, int(match["port"] or 22)
 
 
-def read_secret(endpoint: Endpoint, ref: SecretRef | None, what: str) -> str | None:
-    """Read a secret at use time from its file or environment variable."""
-    if ref is None:
-        return None
-    if ref.env is not None:
-        value = os.environ.get(ref.env)
-        if value is None:
-            raise endpoint.error(AuthenticationError, f"{what}: variable {ref.env} is not set")
-        return value.rstrip("\r\n")
-    if ref.file is None:
-        raise endpoint.error(AuthenticationError, f"{what}: names neither file nor variable")
-    try:
-        return ref.file.read_text(encoding="utf-8").rstrip("\r\n")
-    except OSError as exc:
-        raise endpoint.error(AuthenticationError, f"{what}: cannot read {ref.file}") from exc
-
-
 @dataclass
 class Transfer:
     """What one fetch downloaded, from libgit2's transfer progress."""
@@ -117,7 +105,7 @@ class _Callbacks(pygit2.RemoteCallbacks):
             if kind is CredentialType.SSH_KEY and settings.ssh_key is not None:
                 return self._keypair(user)
             if kind is CredentialType.USERPASS_PLAINTEXT and settings.password is not None:
-                password = read_secret(ep, settings.password, "password") or ""
+                password = self._secret(settings.password, "password")
                 return pygit2.UserPass(settings.username or username_from_url or "", password)
             if kind is CredentialType.USERNAME:
                 return pygit2.Username(user)
@@ -129,10 +117,17 @@ class _Callbacks(pygit2.RemoteCallbacks):
         key = self.endpoint.settings.ssh_key
         assert key is not None
         public = Path(f"{key}.pub")
-        passphrase = read_secret(
-            self.endpoint, self.endpoint.settings.ssh_passphrase, "ssh passphrase"
-        )
-        return pygit2.Keypair(user, public if public.exists() else None, key, passphrase or "")
+        passphrase = self._secret(self.endpoint.settings.ssh_passphrase, "ssh passphrase")
+        return pygit2.Keypair(user, public if public.exists() else None, key, passphrase)
+
+    def _secret(self, ref: SecretRef | None, what: str) -> str:
+        """The secret read at use time; a failure names this target and remote."""
+        if ref is None:
+            return ""
+        try:
+            return ref.read()
+        except ConfigError as exc:
+            raise self.endpoint.error(AuthenticationError, f"{what}: {exc}") from exc
 
     def certificate_check(self, certificate: None, valid: bool, host: bytes) -> bool:
         if valid:
@@ -277,13 +272,20 @@ def _process_settings(endpoint: Endpoint) -> contextlib.AbstractContextManager[N
 
 
 @contextlib.contextmanager
-def translating(endpoint: Endpoint, action: str) -> Iterator[None]:
-    """Turn pygit2's exceptions into SourceError subclasses, keeping them as __cause__."""
+def translating(endpoint: Endpoint, action: str, mirror: str) -> Iterator[None]:
+    """Turn the errors of one network call into SourceError subclasses, keeping __cause__.
+
+    Only list_heads and fetch run under it: reading the mirror fails for other reasons
+    (see source/git.py). A fetch also writes the mirror, and libgit2 names the local
+    file when that fails (disk full, read-only): a StateError, not a remote failure.
+    """
     try:
         yield
     except SourceError:
         raise
-    except (pygit2.GitError, OSError, ValueError, KeyError) as exc:
+    except (pygit2.GitError, OSError) as exc:  # InvalidSpecError (a bad URL) is a GitError
+        if mirror in str(exc):
+            raise StateError(mirror, f"{action} failed: {exc}") from exc
         raise classify(endpoint, action, exc) from exc
 
 
@@ -313,6 +315,7 @@ class Session:
         self.repo = repo
         self.transfers: list[Transfer] = []
         self._remote: pygit2.Remote | None = None
+        self._mirror = repo.path.rstrip("/")
 
     def _connection(self) -> pygit2.Remote:
         if self._remote is None:
@@ -322,14 +325,17 @@ class Session:
     def list_heads(self) -> dict[str, str]:
         """Every ref the remote advertises (peeled tags as `name^{}`) -> object id."""
         callbacks = _Callbacks(self.endpoint)
-        with translating(self.endpoint, "listing refs"), _process_settings(self.endpoint):
+        with (
+            translating(self.endpoint, "listing refs", self._mirror),
+            _process_settings(self.endpoint),
+        ):
             heads = self._connection().list_heads(callbacks=callbacks)
         return {head.name: str(head.oid) for head in heads if head.name}
 
     def fetch(self, refspecs: list[str]) -> Transfer:
         """Fetch `refspecs` into the mirror; return what was downloaded."""
         callbacks = _Callbacks(self.endpoint)
-        with translating(self.endpoint, "fetch"), _process_settings(self.endpoint):
+        with translating(self.endpoint, "fetch", self._mirror), _process_settings(self.endpoint):
             self._connection().fetch(refspecs, callbacks=callbacks)
         self.transfers.append(callbacks.transfer)
         return callbacks.transfer
