@@ -32,8 +32,8 @@ from gitopsd.lock import StateLock
 from gitopsd.passresult import PassOutcome, PassResult, failure_line
 
 if TYPE_CHECKING:
-    from gitopsd.daemon import PassRunner, RunnerFactory
     from gitopsd.journal import Journal
+    from gitopsd.schedule import PassRunner, RunnerFactory
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CHANGES, EXIT_LOCKED = 0, 1, 2, 3, 4
 DEFAULT_CONFIG = Path("/etc/gitopsd/config.yaml")

@@ -24,10 +24,6 @@ class Notifier:
         self._address = "\0" + address[1:] if address.startswith("@") else address
         self.watchdog_seconds = _watchdog_seconds(env)
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self._address)
-
     def ready(self, status: str = "") -> None:
         self.send("READY=1" + (f"\nSTATUS={status}" if status else ""))
 

@@ -44,7 +44,6 @@ class TargetStatus:
     duration_seconds: float | None = None
     writes: int = 0
     error: str | None = None
-    retryable: bool = False
     last_success_at: float | None = None
     failures: int = 0
     health: str = "unknown"
@@ -62,7 +61,6 @@ class TargetStatus:
         if result.commit:
             self.revision = result.commit
         self.error = one_line(result.error) if result.error is not None else None
-        self.retryable = result.error is not None and result.error.retryable
         if result.outcome is PassOutcome.FAILED:
             self.failures += 1
         else:

@@ -16,7 +16,7 @@ from gitopsd.journal import Journal
 from gitopsd.lock import StateLock
 from gitopsd.model import Action, ChangeSetEntry, DriftReport, FieldChange, FieldOwner
 from gitopsd.passresult import PassOutcome
-from tests.unit.fake_runner import COMMIT, KEY, Script
+from tests.support.fake_runner import COMMIT, KEY, Script
 
 
 @pytest.fixture
