@@ -84,12 +84,25 @@ def build_parser() -> argparse.ArgumentParser:
 def _common_options(parser: argparse.ArgumentParser, default: str) -> None:
     # Given both before and after the command; SUPPRESS keeps a subcommand's absent option
     # from overwriting the value given before it.
-    parser.add_argument("--config", type=Path, default=default, metavar="FILE",
-                        help=f"configuration file (default {DEFAULT_CONFIG})")  # fmt: skip
-    parser.add_argument("--log-level", choices=logs.LEVELS, default=default,
-                        help="overrides log_level of the configuration")  # fmt: skip
-    parser.add_argument("--wait-lock", action="store_true", default=default,
-                        help="wait for another gitopsd to release the state directory")  # fmt: skip
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=default,
+        metavar="FILE",
+        help=f"configuration file (default {DEFAULT_CONFIG})",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=logs.LEVELS,
+        default=default,
+        help="overrides log_level of the configuration",
+    )
+    parser.add_argument(
+        "--wait-lock",
+        action="store_true",
+        default=default,
+        help="wait for another gitopsd to release the state directory",
+    )
 
 
 def _since(text: str) -> float:
@@ -103,8 +116,12 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
     if args.command is not None and (args.once or args.dry_run):
         return _fail(f"--once and --dry-run do not apply to {args.command}", EXIT_USAGE)
     if args.command == "history":
-        return _history(config, _targets(config, args.target)[0].name if args.target else None,
-                        args.since, as_json=args.json)  # fmt: skip
+        return _history(
+            config,
+            _targets(config, args.target)[0].name if args.target else None,
+            args.since,
+            as_json=args.json,
+        )
     if args.command in ("diff", "validate"):
         targets = _targets(config, getattr(args, "target", None))
         with _state(config, wait=args.wait_lock) as (scratch, journal):
@@ -169,8 +186,13 @@ def runner_factory() -> RunnerFactory:
 def _daemon(config: Config, journal: Journal, *, dry_run: bool, fixed: bool) -> int:
     from gitopsd.daemon import Daemon
 
-    daemon = Daemon(config, runner_factory=runner_factory(), journal=journal, dry_run=dry_run,
-                    log_level_fixed=fixed)  # fmt: skip
+    daemon = Daemon(
+        config,
+        runner_factory=runner_factory(),
+        journal=journal,
+        dry_run=dry_run,
+        log_level_fixed=fixed,
+    )
     try:
         return daemon.run()
     except OSError as exc:  # the HTTP port is taken, or similar: nothing ran yet
@@ -243,8 +265,9 @@ def _diff(config: Config, journal: Journal, targets: Sequence[TargetSettings]) -
     results = run_passes(config, journal, targets, dry_run=True, previews=True)
     for result in results:
         for preview in result.previews:
-            sys.stdout.write(preview.diff_text if preview.diff_text.endswith("\n")
-                             else preview.diff_text + "\n")  # fmt: skip
+            sys.stdout.write(
+                preview.diff_text if preview.diff_text.endswith("\n") else preview.diff_text + "\n"
+            )
     return exit_code(results)
 
 

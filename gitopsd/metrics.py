@@ -26,34 +26,49 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.passes = Counter(
-            "gitopsd_passes", "Reconcile passes, by target and outcome", ["target", "outcome"],
+            "gitopsd_passes",
+            "Reconcile passes, by target and outcome",
+            ["target", "outcome"],
             registry=r,
-        )  # fmt: skip
+        )
         self.duration = Histogram(
-            "gitopsd_pass_duration_seconds", "Duration of reconcile passes",
-            ["target", "outcome"], buckets=_BUCKETS, registry=r,
-        )  # fmt: skip
+            "gitopsd_pass_duration_seconds",
+            "Duration of reconcile passes",
+            ["target", "outcome"],
+            buckets=_BUCKETS,
+            registry=r,
+        )
         self.drift = Counter(
-            "gitopsd_drift_events", "Objects found drifted or missing, by action taken",
-            ["target", "kind", "action"], registry=r,
-        )  # fmt: skip
+            "gitopsd_drift_events",
+            "Objects found drifted or missing, by action taken",
+            ["target", "kind", "action"],
+            registry=r,
+        )
         self.applied = Counter(
-            "gitopsd_objects_applied", "Objects created, corrected, updated or recreated",
-            ["target"], registry=r,
-        )  # fmt: skip
+            "gitopsd_objects_applied",
+            "Objects created, corrected, updated or recreated",
+            ["target"],
+            registry=r,
+        )
         self.pruned = Counter("gitopsd_objects_pruned", "Objects pruned", ["target"], registry=r)
         self.last_success = Gauge(
-            "gitopsd_last_success_timestamp_seconds", "End of the last pass that did not fail",
-            ["target"], registry=r,
-        )  # fmt: skip
+            "gitopsd_last_success_timestamp_seconds",
+            "End of the last pass that did not fail",
+            ["target"],
+            registry=r,
+        )
         self.revision = Gauge(
-            "gitopsd_revision", "The commit last reconciled, as a label (value always 1)",
-            ["target", "revision"], registry=r,
-        )  # fmt: skip
+            "gitopsd_revision",
+            "The commit last reconciled, as a label (value always 1)",
+            ["target", "revision"],
+            registry=r,
+        )
         self.fetch_errors = Counter(
-            "gitopsd_source_fetch_errors", "Passes that failed fetching or reading Git",
-            ["target"], registry=r,
-        )  # fmt: skip
+            "gitopsd_source_fetch_errors",
+            "Passes that failed fetching or reading Git",
+            ["target"],
+            registry=r,
+        )
         self.failing = Gauge(
             "gitopsd_target_failing", "1 when the target's last pass failed", ["target"], registry=r
         )

@@ -61,8 +61,12 @@ class TargetRunner:
         """Fetch and render only, no cluster; the number of declared objects."""
         revision = self._source.fetch()
         files = self._source.read_tree(revision)
-        objects = render(files, default_namespace=self.target.namespace,
-                         target=self.target.name, namespaced=lambda _v, _k: None)  # fmt: skip
+        objects = render(
+            files,
+            default_namespace=self.target.namespace,
+            target=self.target.name,
+            namespaced=lambda _v, _k: None,
+        )
         return len(objects)
 
     def close(self) -> None:

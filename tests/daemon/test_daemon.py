@@ -150,8 +150,11 @@ def test_first_pass_at_once_then_probes(start: Start) -> None:
     code, body = running.get("/metrics")
     assert code == 200
     families = {f.name: f for f in text_string_to_metric_families(body)}
-    passes = {s.labels["target"]: s.value for s in families["gitopsd_passes"].samples
-              if s.name == "gitopsd_passes_total"}  # fmt: skip
+    passes = {
+        s.labels["target"]: s.value
+        for s in families["gitopsd_passes"].samples
+        if s.name == "gitopsd_passes_total"
+    }
     assert passes == {"web": 1.0, "api": 1.0}
     revisions = [s.labels for s in families["gitopsd_revision"].samples]
     assert {"target": "web", "revision": COMMIT} in revisions
@@ -229,10 +232,12 @@ def test_webhook_during_a_pass_runs_again_after_it(start: Start) -> None:
     gate.set()
     assert script.wait_calls("web", 3)
     assert script.events[:5] == [
-        ("start", "web", 1), ("end", "web", 1),
-        ("start", "web", 2), ("end", "web", 2),
+        ("start", "web", 1),
+        ("end", "web", 1),
+        ("start", "web", 2),
+        ("end", "web", 2),
         ("start", "web", 3),
-    ]  # fmt: skip
+    ]
 
 
 def test_reload_adding_targets_while_a_pass_hangs_runs_them_at_once(start: Start) -> None:

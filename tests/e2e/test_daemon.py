@@ -77,8 +77,10 @@ def test_sigterm_during_a_pass_stops_at_a_write_boundary_and_exits_0(
     gitopsd: Gitopsd, api_client: object
 ) -> None:
     ns = gitopsd.namespace
-    files = {f"manifests/cm-{i:03}.yaml": configmap(f"cm-{i:03}", ns, index=str(i), pad="x" * 64)
-             for i in range(120)}  # fmt: skip
+    files = {
+        f"manifests/cm-{i:03}.yaml": configmap(f"cm-{i:03}", ns, index=str(i), pad="x" * 64)
+        for i in range(120)
+    }
     gitopsd.remote.commit(files)
     # A low request rate stretches the pass over several seconds.
     gitopsd.write_config(gitopsd.target(qps=20, burst=1, concurrency=1))
@@ -151,8 +153,11 @@ def test_metrics_count_passes_and_readyz_follows_failures(
     def passes() -> dict[tuple[str, str], float]:
         _, body = get(gitopsd.url("/metrics"))
         samples = [s for f in text_string_to_metric_families(body) for s in f.samples]
-        return {(s.labels["target"], s.labels["outcome"]): s.value for s in samples
-                if s.name == "gitopsd_passes_total"}  # fmt: skip
+        return {
+            (s.labels["target"], s.labels["outcome"]): s.value
+            for s in samples
+            if s.name == "gitopsd_passes_total"
+        }
 
     wait_for(lambda: sum(passes().values()) >= 3, timeout=30)
     counted = passes()

@@ -80,8 +80,10 @@ def test_a_failed_pass_makes_the_daemon_unready_until_one_passes() -> None:
     assert backend.readiness() == ["target web, remote r: did not answer"]
     entry = backend.status()["targets"]["web"]
     assert (entry["health"], entry["in_sync"], entry["consecutive_failures"]) == (
-        "source_down", False, 1,
-    )  # fmt: skip
+        "source_down",
+        False,
+        1,
+    )
     assert entry["last_pass"]["outcome"] == "failed" and entry["revision"] is None
     board.record(passed("web", clock.time()))
     assert backend.readiness() == []
@@ -130,8 +132,11 @@ def test_failed_result_and_its_line() -> None:
     error = GitopsdError("bad.yaml document 1:\n kind is missing")
     result = PassResult.failed("web", error, 5.0)
     assert (result.outcome, result.revision, result.changes, result.plan) == (
-        PassOutcome.FAILED, None, ChangeSet(), None,
-    )  # fmt: skip
+        PassOutcome.FAILED,
+        None,
+        ChangeSet(),
+        None,
+    )
     assert (result.started_at, result.duration_seconds, result.error) == (5.0, 0.0, error)
     assert failure_line("web", error) == "target web: bad.yaml document 1: kind is missing"
     assert failure_line("web", "target web, remote r: down") == "target web, remote r: down"

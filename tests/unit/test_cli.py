@@ -193,19 +193,32 @@ def test_subcommands_refuse_daemon_flags(config_file: Path) -> None:
 def test_history_text_and_json(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     journal = Journal.open(config_file.parent / "state")
     drift = DriftReport(
-        KEY, missing=False, changes=(FieldChange("data.a", "2", "1"),),
+        KEY,
+        missing=False,
+        changes=(FieldChange("data.a", "2", "1"),),
         owners=(FieldOwner("kubectl-edit", "Update", "2024-01-01T00:00:00Z"),),
-    )  # fmt: skip
+    )
     now = time.time()
     journal.record_pass(
-        target="web", revision=COMMIT, outcome="converged", started_at=now,
-        duration_seconds=0.5, writes=1, error=None,
+        target="web",
+        revision=COMMIT,
+        outcome="converged",
+        started_at=now,
+        duration_seconds=0.5,
+        writes=1,
+        error=None,
         drifts=[(now, ChangeSetEntry(KEY, Action.CORRECTED, drift))],
-    )  # fmt: skip
+    )
     journal.record_pass(
-        target="api", revision=None, outcome="failed", started_at=now - 7200,
-        duration_seconds=0.1, writes=0, error="remote did not answer", drifts=[],
-    )  # fmt: skip
+        target="api",
+        revision=None,
+        outcome="failed",
+        started_at=now - 7200,
+        duration_seconds=0.1,
+        writes=0,
+        error="remote did not answer",
+        drifts=[],
+    )
     journal.close()
     assert run("history", "--config", config_file, "--since", "1h") == cli.EXIT_OK
     lines = capsys.readouterr().out.splitlines()
