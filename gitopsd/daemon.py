@@ -10,13 +10,14 @@ the answers to HTTP probes in backend.py.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -35,6 +36,7 @@ from gitopsd.schedule import RunnerFactory, Slot, TargetEntry, plan_reload
 from gitopsd.status import StatusBoard
 
 if TYPE_CHECKING:
+    from gitopsd.http import HttpListener
     from gitopsd.journal import Journal
 
 log = structlog.get_logger(__name__)
@@ -214,7 +216,7 @@ class Daemon:
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, on_hup)
 
-    def _start_http(self) -> Any:
+    def _start_http(self) -> HttpListener | None:
         if self.config.http is None:
             return None
         from gitopsd.http import HttpListener
@@ -231,7 +233,8 @@ class Daemon:
         with self._lock:
             entry = self._entries.get(target.name)
             if entry is None:
-                entry = self._entries[target.name] = TargetEntry(target.name, self._mover(target))
+                move = functools.partial(self._move, target.name)
+                entry = self._entries[target.name] = TargetEntry(target.name, move)
         idle = entry.assign(slot)  # a pass on the old slot closes it and runs again at once
         if idle is not None:
             idle.close()
@@ -246,12 +249,9 @@ class Daemon:
             idle.close()  # idle: close now; a running pass closes it when it ends
         self.board.forget(name)
 
-    def _mover(self, target: TargetSettings) -> Callable[[float], None]:
-        def move(delay: float) -> None:
-            if not self._stopping.is_set():
-                self._jobs.run_in(target.name, delay)
-
-        return move
+    def _move(self, name: str, delay: float) -> None:
+        if not self._stopping.is_set():
+            self._jobs.run_in(name, delay)
 
     def _run_pass(self, name: str) -> None:
         with self._lock:
