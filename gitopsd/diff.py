@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from deepdiff import DeepDiff
 
+from gitopsd.managedfields import owns
 from gitopsd.model import (
     FIELD_MANAGER,
     DesiredObject,
@@ -176,44 +177,12 @@ def owners_of(live: LiveObject, paths: Sequence[str]) -> tuple[FieldOwner, ...]:
         fields = entry.get("fieldsV1")
         if manager == FIELD_MANAGER or not isinstance(fields, Mapping):
             continue
-        if any(_owns(fields, segments) for segments in parsed):
+        if any(owns(fields, segments) for segments in parsed):
             owner = FieldOwner(manager, entry.get("operation", ""), entry.get("time") or "")
             previous = owners.get((owner.manager, owner.operation))
             if previous is None or owner.time > previous.time:
                 owners[(owner.manager, owner.operation)] = owner
     return tuple(sorted(owners.values(), key=lambda o: (o.time, o.manager), reverse=True))
-
-
-def _owns(node: Any, segments: Sequence[tuple[str, ...]]) -> bool:
-    """Whether a fieldsV1 tree covers the path: the path itself, a field under it, or an
-    atomic ancestor (an empty set, `{}`, owns everything below it)."""
-    for segment in segments:
-        if not isinstance(node, Mapping):
-            return False
-        if not node:
-            return True  # atomic: this manager owns the whole value
-        if segment[0] == "f":
-            node = node.get(f"f:{segment[1]}")
-        elif segment[0] == "k":
-            node = keyed_entry(node, segment[1], segment[2])
-        else:
-            return True  # an index into a set or list this manager writes to
-        if node is None:
-            return False
-    return True
-
-
-def keyed_entry(node: Mapping[str, Any], key: str, value: str) -> Any:
-    """The managedFields entry of the keyed list item whose `key` is `value`, or None."""
-    for name, child in node.items():
-        if name.startswith("k:"):
-            try:
-                fields = json.loads(name[2:])
-            except ValueError:
-                continue
-            if isinstance(fields, Mapping) and str(fields.get(key)) == value:
-                return child
-    return None
 
 
 def object_diff_text(desired: Manifest | None, live: Manifest | None, name: str) -> str:

@@ -16,14 +16,11 @@ from dataclasses import replace
 from typing import Any
 
 from gitopsd.config import IgnoreRule
-from gitopsd.diff import keyed_entry
+from gitopsd.managedfields import Segment, owns
 from gitopsd.model import FIELD_MANAGER, DesiredObject, LiveObject, Manifest
 from gitopsd.normalize import item_id, merge_key, parse_pointer, rule_matches
 
 _MISSING = object()
-
-
-Step = tuple[str, ...]  # ("f", field) | ("k", key, id) for a keyed list item | ("i", index)
 
 
 def keep_sole_owned(
@@ -48,11 +45,11 @@ def keep_sole_owned(
     return desired if manifest is None else replace(desired, manifest=manifest)
 
 
-def _steps(manifest: Manifest, tokens: Sequence[str]) -> list[Step] | None:
+def _steps(manifest: Manifest, tokens: Sequence[str]) -> list[Segment] | None:
     """The pointer as steps the live object and managedFields understand: list items by
     their merge key (containers by name) where the list has one, else by index; None when
     the declared object has no such path (nothing to keep)."""
-    steps: list[Step] = []
+    steps: list[Segment] = []
     node: Any = manifest
     field = ""
     for position, token in enumerate(tokens):
@@ -76,12 +73,12 @@ def _steps(manifest: Manifest, tokens: Sequence[str]) -> list[Step] | None:
     return steps or None
 
 
-def only_gitopsd_owns(live: LiveObject, steps: Sequence[Step]) -> bool:
+def only_gitopsd_owns(live: LiveObject, steps: Sequence[Segment]) -> bool:
     """Whether gitopsd's apply owns the field at `steps` and no other manager does."""
     entries = (live.manifest.get("metadata") or {}).get("managedFields") or []
     ours = others = False
     for entry in entries:
-        if not _owns(entry.get("fieldsV1"), steps):
+        if not owns(entry.get("fieldsV1"), steps):
             continue
         if entry.get("manager") == FIELD_MANAGER and entry.get("operation") == "Apply":
             ours = True
@@ -90,25 +87,7 @@ def only_gitopsd_owns(live: LiveObject, steps: Sequence[Step]) -> bool:
     return ours and not others
 
 
-def _owns(fields: Any, steps: Sequence[Step]) -> bool:
-    node = fields
-    for step in steps:
-        if not isinstance(node, Mapping):
-            return False
-        if not node and step[0] == "i":
-            return True  # an atomic list: whoever owns it owns every item
-        if step[0] == "f":
-            node = node.get(f"f:{step[1]}")
-        elif step[0] == "k":
-            node = keyed_entry(node, step[1], step[2])
-        else:
-            return False
-        if node is None:
-            return False
-    return True
-
-
-def _child(node: Any, step: Step) -> Any:
+def _child(node: Any, step: Segment) -> Any:
     if step[0] == "f":
         return node.get(step[1], _MISSING) if isinstance(node, Mapping) else _MISSING
     if not isinstance(node, list):
@@ -122,7 +101,7 @@ def _child(node: Any, step: Step) -> Any:
     return _MISSING
 
 
-def _lookup(manifest: Any, steps: Sequence[Step]) -> Any:
+def _lookup(manifest: Any, steps: Sequence[Segment]) -> Any:
     node = manifest
     for step in steps:
         node = _child(node, step)
@@ -131,7 +110,7 @@ def _lookup(manifest: Any, steps: Sequence[Step]) -> Any:
     return node
 
 
-def _assign(manifest: Manifest, steps: Sequence[Step], value: Any) -> None:
+def _assign(manifest: Manifest, steps: Sequence[Segment], value: Any) -> None:
     """Set the value at `steps`; every step but the last exists in the declared manifest."""
     node: Any = manifest
     for step in steps[:-1]:

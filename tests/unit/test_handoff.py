@@ -104,3 +104,23 @@ def test_fields_inside_keyed_list_items_are_matched_by_name(
     web = result.manifest["spec"]["template"]["spec"]["containers"][0]
     assert web["name"] == "web"
     assert web.get("resources") == kept
+
+
+def test_key_of_an_atomic_map_gitopsd_owns_whole_is_kept() -> None:
+    # nodeSelector is an atomic map: its owner's fieldsV1 is `f:nodeSelector: {}`. Applying it
+    # without the handed-over key would replace the whole map and drop the key.
+    selector_owned = {"f:spec": {"f:template": {"f:spec": {"f:nodeSelector": {}}}}}
+    managed = [{"manager": "gitopsd", "operation": "Apply", "fieldsV1": selector_owned}]
+    live = LiveObject(KEY, _deployment(None, managed))
+    live.manifest["spec"]["template"]["spec"]["nodeSelector"] = {"disk": "ssd", "zone": "a"}
+    declared = _deployment(None, [])
+    del declared["metadata"]["managedFields"]
+    declared["spec"]["template"]["spec"]["nodeSelector"] = {"disk": "ssd"}
+    rule = IgnoreRule(kind="Deployment", pointers=("/spec/template/spec/nodeSelector/zone",))
+
+    result = keep_sole_owned(DesiredObject(KEY, declared, "web.yaml#1"), live, [rule])
+
+    assert result.manifest["spec"]["template"]["spec"]["nodeSelector"] == {
+        "disk": "ssd",
+        "zone": "a",
+    }
