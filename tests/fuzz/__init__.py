@@ -1,0 +1,1 @@
+"""Fuzz targets for the parsers that read untrusted input; see README.md here."""

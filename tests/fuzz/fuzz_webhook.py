@@ -1,0 +1,106 @@
+"""Fuzz target: the webhook's request and secret parsing, one raw HTTP request per input.
+
+gitopsd/http.py checks X-Gitopsd-Secret and X-Hub-Signature-256 inside its request
+handler (no pure function to call), so each input is fed to that handler as the bytes
+a client sent, without a socket. Valid outcome: nothing escapes the handler; the answer
+is one HTTP status line with an expected code; 202 only when the request carries the
+secret or a valid signature of the body that was read; the secret never leaks into an answer.
+Run: python3 -m tests.fuzz.fuzz_webhook [libFuzzer flags] [corpus folders or files]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import logging
+import re
+from typing import Any
+
+import atheris
+
+with atheris.instrument_imports(include=["gitopsd", "http", "email"]):
+    import structlog
+
+    from gitopsd import http as listener
+    from tests.fuzz import harness, seeds
+
+SECRET = seeds.WEBHOOK_SECRET.encode()
+STATUSES = {202, 400, 401, 404, 405, 408, 411, 413, 414, 431, 501, 505}
+_STATUS_LINE = re.compile(rb"HTTP/1\.[01] (\d{3}) [^\r\n]*\r\n")
+
+
+class Backend:
+    """The daemon's side: one target, `web`; records whether a pass was triggered."""
+
+    triggered = False
+
+    def status(self) -> dict[str, Any]:
+        return {}
+
+    def readiness(self) -> list[str]:
+        return []
+
+    def metrics(self) -> bytes:
+        return b""
+
+    def webhook_secret(self) -> str | None:
+        return seeds.WEBHOOK_SECRET
+
+    def trigger(self, target: str | None) -> list[str]:
+        if target not in (None, "web"):
+            raise KeyError(target)
+        self.triggered = True
+        return ["web"]
+
+
+def one_input(data: bytes) -> None:
+    backend = Backend()
+    handler_class = type("Handler", (listener._Handler,), {"backend": backend})
+    # What StreamRequestHandler.setup() would make from a socket, without one.
+    handler: Any = handler_class.__new__(handler_class)
+    handler.rfile, handler.wfile = io.BytesIO(data), io.BytesIO()
+    handler.client_address, handler.server, handler.request = ("127.0.0.1", 0), None, None
+    handler.close_connection = True
+    handler.handle_one_request()
+    check_answer(data, handler.rfile.tell(), handler.wfile.getvalue(), backend.triggered)
+
+
+def check_answer(data: bytes, consumed: int, answer: bytes, triggered: bool) -> None:
+    # Error pages quote the request line: only a secret the client did not send is a leak.
+    if SECRET in answer and SECRET not in data:
+        raise harness.PropertyViolation("the webhook secret appears in the answer")
+    match = _STATUS_LINE.match(answer)
+    if match is None:
+        # An HTTP/0.9 request (`GET /path`), or one whose version is unreadable, is answered
+        # with the body alone, as the standard library does; it can never trigger a pass.
+        if triggered:
+            raise harness.PropertyViolation(f"a pass was triggered by {data[:80]!r}")
+        return
+    if int(match.group(1)) not in STATUSES:
+        raise harness.PropertyViolation(f"unexpected answer {answer[:80]!r}")
+    status = int(match.group(1))
+    if triggered != (status == 202):
+        raise harness.PropertyViolation(f"status {status} but triggered={triggered}")
+    if status == 202 and not _carries_secret(data, consumed):
+        raise harness.PropertyViolation("202 without the secret or a valid signature")
+
+
+def _carries_secret(data: bytes, consumed: int) -> bool:
+    """The secret itself, or an HMAC of a body (some line start up to what was read)."""
+    if SECRET in data:
+        return True
+    signatures = set(re.findall(rb"sha256=([0-9a-f]{64})", data[:consumed]))
+    starts = [i + 1 for i, byte in enumerate(data[:consumed]) if byte == ord("\n")]
+    return any(
+        hmac.new(SECRET, data[start:consumed], hashlib.sha256).hexdigest().encode() in signatures
+        for start in starts
+    )
+
+
+if __name__ == "__main__":
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL),
+        logger_factory=structlog.ReturnLoggerFactory(),
+    )
+    harness.main("webhook", one_input, seeds.webhook_seeds)
