@@ -6,14 +6,11 @@ the whole revision with one RenderError naming the file, document and field.
 
 from __future__ import annotations
 
-import datetime
-import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-import yaml
-
 from gitopsd.errors import RenderError
+from gitopsd.manifestread import read_documents
 from gitopsd.model import (
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
@@ -25,13 +22,7 @@ from gitopsd.model import (
     group_of,
 )
 
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
 SUFFIXES = (".yaml", ".yml", ".json")
-# A document's nodes counted with every alias expanded: far above any real manifest, far
-# below what an alias bomb ("billion laughs") needs to exhaust memory.
-MAX_NODES = 500_000
-MAX_ALIASES = 10_000
 
 # Cluster-scoped kinds that discovery may not have answered for yet (a fresh cluster).
 _CLUSTER_SCOPED = frozenset(
@@ -83,7 +74,7 @@ def _documents(files: Sequence[SourceFile]) -> Iterator[tuple[str, str, Manifest
         # Same rule as the tree reader: `app.YAML` is a manifest, never silently skipped.
         if not file.path.lower().endswith(SUFFIXES):
             continue
-        for index, data in _load(file):
+        for index, data in read_documents(file):
             where = f"{file.path} document {index}"
             if not isinstance(data, dict):
                 raise RenderError(f"{where}: is a {_type_name(data)}, not a mapping")
@@ -95,97 +86,6 @@ def _documents(files: Sequence[SourceFile]) -> Iterator[tuple[str, str, Manifest
                     yield item_where, f"{file.path}#{index}.items[{position}]", item
             else:
                 yield where, f"{file.path}#{index}", data
-
-
-def _load(file: SourceFile) -> Iterator[tuple[int, Any]]:
-    """(1-based document index, data) for each non-empty document of one file."""
-    try:
-        text = file.content.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise RenderError(f"{file.path}: is not valid UTF-8 (byte {error.start})") from None
-    if file.path.lower().endswith(".json"):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            # error.msg and the position only: the line itself may hold a secret.
-            raise RenderError(
-                f"{file.path}: invalid JSON at line {error.lineno}, column {error.colno}: "
-                f"{error.msg}"
-            ) from None
-        if data is not None:
-            yield 1, data
-        return
-    yield from _load_yaml(file.path, text)
-
-
-def _load_yaml(path: str, text: str) -> Iterator[tuple[int, Any]]:
-    # Only aliases (`*name`) can make a document bigger than its text, which the source
-    # already bounds; without a `*` the node count is not worth walking.
-    has_aliases = "*" in text
-    loader = _Loader(text)
-    index = 0
-    try:
-        while loader.check_node():
-            node = loader.get_node()
-            index += 1
-            if node is None:
-                continue
-            if has_aliases:
-                _check_size(node, f"{path} document {index}")
-            data = _plain(loader.construct_document(node), f"{path} document {index}")
-            if data is not None:
-                yield index, data
-    except yaml.MarkedYAMLError as error:
-        # problem and position only: PyYAML's message quotes the line, which may be a secret.
-        mark = error.problem_mark
-        position = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise RenderError(f"{path}: invalid YAML{position}: {error.problem}") from None
-    except yaml.YAMLError as error:
-        raise RenderError(f"{path}: invalid YAML: {type(error).__name__}") from None
-    finally:
-        loader.dispose()
-
-
-def _check_size(root: yaml.Node, where: str) -> None:
-    """Refuse documents that would be huge once aliases are expanded, before expanding them."""
-    seen: set[int] = set()
-    aliases = 0
-    count = 0
-    stack: list[yaml.Node] = [root]
-    while stack:
-        node = stack.pop()
-        count += 1
-        if count > MAX_NODES:
-            raise RenderError(f"{where}: more than {MAX_NODES} nodes with aliases expanded")
-        if id(node) in seen:
-            aliases += 1
-            if aliases > MAX_ALIASES:
-                raise RenderError(f"{where}: more than {MAX_ALIASES} aliases")
-        seen.add(id(node))
-        if isinstance(node, yaml.SequenceNode):
-            stack.extend(node.value)
-        elif isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                stack.extend((key, value))
-
-
-def _plain(value: Any, where: str) -> Any:
-    """JSON-compatible data, as the API server would read it (timestamps as strings)."""
-    if isinstance(value, dict):
-        return {_plain_key(k): _plain(v, where) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v, where) for v in value]
-    if isinstance(value, datetime.datetime | datetime.date):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        raise RenderError(f"{where}: binary values (!!binary) are not supported")
-    return value
-
-
-def _plain_key(key: Any) -> str:
-    if isinstance(key, bool):
-        return "true" if key else "false"
-    return key if isinstance(key, str) else str(key)
 
 
 def _type_name(value: Any) -> str:

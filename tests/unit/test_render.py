@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from gitopsd.errors import RenderError
+from gitopsd.manifestread import MAX_ALIASES, MAX_DEPTH, MAX_NODES, MAX_OBJECT_BYTES
 from gitopsd.model import MANAGED_BY_LABEL, TARGET_LABEL, ResourceKey, SourceFile
-from gitopsd.render import MAX_ALIASES, MAX_NODES, render
+from gitopsd.render import render
 from tests.unit._data import cases
 
 BUILTIN_SCOPES = {
@@ -263,13 +264,169 @@ def test_empty_render() -> None:
 def test_both_loaders_render_and_refuse_bombs(loader: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import yaml
 
-    import gitopsd.render
+    import gitopsd.manifestread
 
     if not hasattr(yaml, loader):
         pytest.fail(f"PyYAML lacks {loader}: install it with libyaml")
-    monkeypatch.setattr(gitopsd.render, "_Loader", getattr(yaml, loader))
+    monkeypatch.setattr(gitopsd.manifestread, "_Loader", getattr(yaml, loader))
 
     (obj,) = _render({"a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n"})
     assert obj.key.name == "a"
     with pytest.raises(RenderError, match=r"^bomb\.yaml document 1: more than"):
         _render({"bomb.yaml": _bomb(9)})
+
+
+HEAD = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: deep}\n"
+
+
+def _flow(levels: int) -> str:
+    """A ConfigMap whose `data` holds lists nested `levels` deep (the document is one more)."""
+    return f"{HEAD}data: {'[' * levels}{']' * levels}\n"
+
+
+def _block(levels: int) -> str:
+    lines = "".join(f"{'  ' * i}k{i}:\n" for i in range(levels - 1))
+    return f"{HEAD}spec:\n" + "".join("  " + line for line in lines) + "  " * levels + "end\n"
+
+
+def _json(levels: int) -> str:
+    return (
+        json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "deep"}})[:-1]
+        + f', "data": {"[" * levels}{"]" * levels}}}'
+    )
+
+
+DEEP = r"nested more than 100 levels deep"
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("flow.yaml", _flow(600)),
+        ("block.yaml", _block(600)),
+        ("flow.yml", _flow(100_000)),  # crashed the process (C stack) before the limit
+        ("deep.json", _json(10_000)),
+        ("deep.json", _json(900)),  # loads within Python's recursion limit, then refused
+    ],
+)
+def test_deep_nesting_is_refused_naming_the_file(name: str, text: str) -> None:
+    with pytest.raises(RenderError, match=rf"^{name} document 1: {DEEP}"):
+        _render({name: text})
+
+
+def test_depth_limit_is_exact_and_names_the_document() -> None:
+    assert MAX_DEPTH == 100
+    assert len(_render({"a.yaml": _flow(MAX_DEPTH - 1)})) == 1
+    assert len(_render({"b.json": _json(MAX_DEPTH - 1)})) == 1
+    for name, text in {"a.yaml": _flow(MAX_DEPTH), "b.json": _json(MAX_DEPTH)}.items():
+        with pytest.raises(RenderError, match=rf"^{name} document 1: {DEEP}"):
+            _render({name: text})
+    two = HEAD + "---\n" + _flow(MAX_DEPTH).replace("deep", "deeper")
+    with pytest.raises(RenderError, match=rf"^two\.yaml document 2: {DEEP}"):
+        _render({"two.yaml": two})
+
+
+def test_deep_nesting_through_aliases_is_refused() -> None:
+    # Each anchor nests the previous one 40 levels down: text 40 deep, data 120 deep.
+    anchors = "".join(
+        f"a{i}: &a{i} {'[' * 40}{f'*a{i - 1}' if i else 'x'}{']' * 40}\n" for i in range(3)
+    )
+    with pytest.raises(RenderError, match=rf"^alias\.yaml document 1: {DEEP}"):
+        _render({"alias.yaml": HEAD + anchors})
+
+
+def test_merge_keys_may_override_without_being_duplicates() -> None:
+    files = {
+        "a.yaml": """
+base: &base {color: blue, size: small}
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: a}
+data:
+  <<: *base
+  color: red
+"""
+    }
+
+    (obj,) = _render(files)
+
+    assert obj.manifest["data"] == {"color": "red", "size": "small"}
+
+
+def _big_configmap(name: str, size: int) -> str:
+    return f"{HEAD.replace('deep', name)}data:\n  blob: {'x' * size}\n"
+
+
+def test_object_above_the_api_server_limit_is_refused() -> None:
+    small = _big_configmap("small", 1000)
+    big = _big_configmap("big", MAX_OBJECT_BYTES)
+    with pytest.raises(RenderError) as caught:
+        _render({"big.yaml": small + "---\n" + big})
+
+    message = str(caught.value)
+    assert message.startswith("big.yaml document 2: is ")
+    size = int(message.split()[4])
+    assert MAX_OBJECT_BYTES < size <= len(big)
+    assert f"above the limit of {MAX_OBJECT_BYTES} bytes per object" in message
+    assert "x" * 20 not in message
+
+
+def test_object_size_is_counted_in_bytes() -> None:
+    text = _big_configmap("wide", MAX_OBJECT_BYTES // 2).replace("x", "\u00e9")
+    with pytest.raises(RenderError, match=r"^wide\.yaml document 1: is \d+ bytes, above"):
+        _render({"wide.yaml": text})
+
+
+def test_a_large_file_of_small_objects_is_accepted() -> None:
+    count = 3 * MAX_OBJECT_BYTES // 100_000
+    docs = [_big_configmap(f"cm{i}", 100_000) for i in range(count)]
+
+    objects = _render({"many.yaml": "---\n".join(docs)})
+
+    assert len(objects) == count
+
+
+def test_a_large_list_is_measured_per_item() -> None:
+    items = "".join(
+        f"- apiVersion: v1\n  kind: ConfigMap\n  metadata: {{name: cm{i}}}\n"
+        f"  data: {{blob: {'x' * 100_000}}}\n"
+        for i in range(20)
+    )
+    text = f"apiVersion: v1\nkind: List\nitems:\n{items}"
+    assert len(_render({"list.yaml": text})) == 20
+
+    blob = "x" * MAX_OBJECT_BYTES
+    big = (
+        items
+        + f"- {{apiVersion: v1, kind: ConfigMap, metadata: {{name: big}}, data: {{b: {blob}}}}}\n"
+    )
+    with pytest.raises(RenderError, match=r"^list\.yaml document 1 items\[20\]: is \d+ bytes"):
+        _render({"list.yaml": f"apiVersion: v1\nkind: List\nitems:\n{big}"})
+
+
+def test_json_objects_are_measured_too() -> None:
+    item = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}}
+    big = {**item, "data": {"blob": "x" * MAX_OBJECT_BYTES}}
+    with pytest.raises(RenderError, match=r"^big\.json document 1: is \d+ bytes, above"):
+        _render({"big.json": json.dumps(big)})
+    items = [
+        {**item, "metadata": {"name": f"cm{i}"}, "data": {"b": "x" * 100_000}} for i in range(20)
+    ]
+    listed = {"apiVersion": "v1", "kind": "List", "items": items}
+    assert len(_render({"list.json": json.dumps(listed)})) == 20
+
+
+@pytest.mark.parametrize("loader", ["CSafeLoader", "SafeLoader"])
+def test_both_loaders_refuse_depth_and_duplicates(
+    loader: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import yaml
+
+    import gitopsd.manifestread
+
+    monkeypatch.setattr(gitopsd.manifestread, "_Loader", getattr(yaml, loader))
+    for text in (_flow(600), _block(600), _flow(20_000)):
+        with pytest.raises(RenderError, match=rf"^d\.yaml document 1: {DEEP}"):
+            _render({"d.yaml": text})
+    with pytest.raises(RenderError, match=r"^d\.yaml document 1: key 'a' is given twice"):
+        _render({"d.yaml": HEAD + "data: {a: 1, a: 2}\n"})
