@@ -108,11 +108,17 @@ def main(name: str, one_input: OneInput, seeds: Callable[[], Iterable[bytes]]) -
     """Fuzz `one_input` with libFuzzer's arguments from argv; seeds are added as a corpus."""
     args = list(sys.argv)
     seed_dir = _seed_dir(name, list(seeds()))
-    replaying = any(Path(a).is_file() for a in args[1:] if not a.startswith("-"))
-    if not replaying:
+    inputs = [a for a in args[1:] if not a.startswith("-")]
+    if not any(Path(a).is_file() for a in inputs):
+        # libFuzzer saves new inputs in the first folder: never the shared seed folder.
+        if not inputs:
+            args.append(tempfile.mkdtemp(prefix=f"gitopsd-fuzz-{name}-corpus-"))
         args.append(str(seed_dir))
     if not any(a.startswith("-max_len=") for a in args):
         args.append(f"-max_len={MAX_LEN}")
+    dictionary = Path(__file__).with_name(f"{name}.dict")
+    if dictionary.is_file() and not any(a.startswith("-dict=") for a in args):
+        args.append(f"-dict={dictionary}")
     run = guarded(one_input)
     crash_dir = os.environ.get("GITOPSD_FUZZ_CRASH_DIR")
     if crash_dir:
