@@ -1,158 +1,291 @@
-"""Carry out a Plan through an adapter: validate everything first, then write in order.
+"""Carry out a Plan through an adapter, stage by stage: apply_plan returns what happened.
 
-Validation is a server-side dry-run of every write, so one invalid object
-refuses the whole revision before anything is written. Writes within a phase
-run concurrently on a bounded pool; phases run in the plan's order.
+Every write is first validated with a server-side dry-run, so one invalid object
+refuses the whole revision before anything is written; a write whose dry-run
+result equals the live object is not made (UNCHANGED). Then the tiers of
+plan.tier_of run in order, Namespaces and CRDs first (waited for until
+Established), deletions in reverse; writes within a tier run concurrently on a
+bounded pool. Waits go through the injected clock.
 """
 
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from gitopsd.adapters.base import ApplyResult, ClusterAdapter, KindInfo
-from gitopsd.errors import GitopsdError, ImmutableFieldError, ReconcileError
-from gitopsd.model import Action, ChangeSetEntry, Manifest, PlanStep, ResourceKey, StepKind
+from gitopsd.clock import SYSTEM_CLOCK, Clock
+from gitopsd.errors import ClusterError, GitopsdError, ImmutableFieldError, ReconcileError
+from gitopsd.livestate import kind_of
+from gitopsd.model import (
+    CRD_KIND,
+    NAMESPACE_KIND,
+    Action,
+    ChangeSet,
+    ChangeSetEntry,
+    LiveObject,
+    Manifest,
+    Plan,
+    PlanStep,
+    ResourceKey,
+    StepKind,
+)
+from gitopsd.normalize import SERVER_METADATA
+from gitopsd.plan import Tier, tier_of
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
-CRD_KIND = ("apiextensions.k8s.io", "CustomResourceDefinition")
-_VOLATILE_METADATA = ("managedFields", "resourceVersion", "generation")
+_POLL_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
 class ApplyOptions:
     """How writes are made for one target."""
 
+    target: str
     force: bool
     recreate: bool
     concurrency: int
+    dry_run: bool = False  # validate only: the confirmed plan, nothing written
     crd_timeout: float = 60.0
     delete_timeout: float = 60.0
 
 
-def phase_of(key: ResourceKey, namespaced: bool) -> int:
-    """0: Namespaces and CRDs; 1: other cluster-scoped kinds; 2: namespaced objects."""
-    if (key.group, key.kind) == CRD_KIND or (key.group, key.kind) == ("", "Namespace"):
-        return 0
-    return 2 if namespaced else 1
+@dataclass(frozen=True)
+class Applied:
+    """What apply_plan did: an entry per object, the plan as the dry-run confirmed it (what
+    was, or would be, written), and the error that fails the pass when not all was done."""
+
+    changes: ChangeSet
+    plan: Plan
+    error: ReconcileError | None = None
 
 
-def same_object(dry_run: Manifest, live: Manifest) -> bool:
-    """Whether a dry-run result equals the live object, ignoring bookkeeping metadata."""
-    return _without_volatile(dry_run) == _without_volatile(live)
+def apply_plan(
+    plan: Plan,
+    live: Mapping[ResourceKey, LiveObject],
+    adapter: ClusterAdapter,
+    options: ApplyOptions,
+    stop: threading.Event,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
+) -> Applied:
+    """Validate every write, then make them tier by tier; raise ReconcileError, nothing
+    written, when the server refuses the revision. Setting `stop` skips writes not started."""
+    stages = _Stages(adapter, options, stop, clock)
+    deferred = stages.deferred(plan.steps)
+    steps, unchanged = stages.confirm(plan.steps, deferred, live)
+    entries = [ChangeSetEntry(key, Action.KEPT) for key in plan.kept] + unchanged
+    confirmed = replace(plan, steps=tuple(steps))
+    if options.dry_run:
+        return Applied(ChangeSet(tuple(entries)), confirmed)
+    refused = stages.write(steps, deferred, entries)
+    changes = ChangeSet(tuple(entries))
+    return Applied(changes, confirmed, refused or _incomplete(options.target, changes, stop))
 
 
-def _without_volatile(manifest: Manifest) -> Manifest:
-    metadata = {k: v for k, v in (manifest.get("metadata") or {}).items()
-                if k not in _VOLATILE_METADATA}  # fmt: skip
-    return {**manifest, "metadata": metadata}
+def _no_change(step: PlanStep, dry_run: ApplyResult | None, live: LiveObject | None) -> bool:
+    """Whether the dry-run of an apply returned the live object, server bookkeeping aside."""
+    if step.kind is not StepKind.APPLY or dry_run is None or live is None:
+        return False
+    return _without_server_metadata(dry_run.manifest) == _without_server_metadata(live.manifest)
 
 
-class Applier:
-    """Writes steps through one adapter, recording one ChangeSetEntry per step."""
+def _without_server_metadata(manifest: Manifest) -> Manifest:
+    metadata = manifest.get("metadata") or {}
+    return {**manifest, "metadata": {k: v for k, v in metadata.items() if k not in SERVER_METADATA}}
 
-    def __init__(self, adapter: ClusterAdapter, options: ApplyOptions) -> None:
+
+def _incomplete(target: str, changes: ChangeSet, stop: threading.Event) -> ReconcileError | None:
+    """Why a pass that wrote what it could still failed, if it did."""
+    if stop.is_set():
+        return ReconcileError(
+            f"target {target}: pass interrupted by shutdown; "
+            "writes not yet started were left for the next pass",
+            retryable=True,
+        )
+    failed = changes.failed
+    if failed:
+        return ReconcileError(
+            f"target {target}: {len(failed)} object(s) failed; first: {failed[0].error}",
+            retryable=True,
+        )
+    return None
+
+
+class _Stages:
+    """The writes of one apply_plan call, with the adapter, options, stop and clock it uses."""
+
+    def __init__(
+        self, adapter: ClusterAdapter, options: ApplyOptions, stop: threading.Event, clock: Clock
+    ) -> None:
         self._adapter = adapter
         self._options = options
-        self.last_dry_runs: dict[ResourceKey, ApplyResult] = {}
-        # Set by a shutdown: writes not yet started are skipped, those in flight finish.
-        self.stop = threading.Event()
+        self._stop = stop
+        self._clock = clock
 
-    def dry_run(self, step: PlanStep) -> ApplyResult:
-        """Server-side dry-run of one create or apply step."""
-        assert step.desired is not None
-        return self._adapter.apply(step.desired.manifest, dry_run=True, force=self._options.force)
+    # -- validation -------------------------------------------------------
 
-    def validate(self, steps: Sequence[PlanStep]) -> tuple[list[PlanStep], list[str]]:
-        """Dry-run every step; return the steps that need recreating and every refusal."""
-        recreate: list[PlanStep] = []
+    def confirm(
+        self,
+        steps: Sequence[PlanStep],
+        deferred: frozenset[ResourceKey],
+        live: Mapping[ResourceKey, LiveObject],
+    ) -> tuple[list[PlanStep], list[ChangeSetEntry]]:
+        """The steps to write after a server-side dry-run of all but `deferred`, and UNCHANGED
+        entries for those it shows would change nothing (a value the server normalises)."""
+        writes = [s for s in steps if s.kind is not StepKind.DELETE and s.key not in deferred]
+        recreate, problems, results = self._validate(writes)
+        if problems:
+            raise ReconcileError(
+                f"target {self._options.target}: revision refused, nothing written: "
+                + "; ".join(problems)
+            )
+        kept: list[PlanStep] = []
+        unchanged: list[ChangeSetEntry] = []
+        for step in steps:
+            if step.key in recreate:
+                step = replace(step, kind=StepKind.RECREATE)
+            elif _no_change(step, results.get(step.key), live.get(step.key)):
+                unchanged.append(ChangeSetEntry(step.key, Action.UNCHANGED))
+                continue
+            kept.append(step)
+        return kept, unchanged
+
+    def deferred(self, steps: Sequence[PlanStep]) -> frozenset[ResourceKey]:
+        """Writes a dry-run cannot check yet: in a Namespace, or of a CRD, this pass creates."""
+        new_namespaces = {
+            s.key.name
+            for s in steps
+            if (s.key.group, s.key.kind) == NAMESPACE_KIND and s.kind is StepKind.CREATE
+        }
+        return frozenset(
+            s.key
+            for s in steps
+            if s.desired is not None
+            and (s.key.namespace in new_namespaces or self._info(s) is None)
+        )
+
+    def _validate(
+        self, steps: Sequence[PlanStep]
+    ) -> tuple[frozenset[ResourceKey], list[str], dict[ResourceKey, ApplyResult]]:
+        """Dry-run every step: those that need recreating, every refusal, and the results."""
+        recreate: set[ResourceKey] = set()
         problems: list[str] = []
+        results: dict[ResourceKey, ApplyResult] = {}
         for step, outcome in zip(steps, self._map(self._try_dry_run, steps), strict=True):
             if isinstance(outcome, ApplyResult):
-                self.last_dry_runs[step.key] = outcome
+                results[step.key] = outcome
             elif isinstance(outcome, ImmutableFieldError) and self._options.recreate:
-                recreate.append(step)
-            elif isinstance(outcome, GitopsdError):
+                recreate.add(step.key)
+            else:
                 problems.append(str(outcome))
-        return recreate, problems
+        return frozenset(recreate), problems, results
 
     def _try_dry_run(self, step: PlanStep) -> ApplyResult | GitopsdError:
+        assert step.desired is not None
         try:
-            return self.dry_run(step)
+            return self._adapter.apply(
+                step.desired.manifest, dry_run=True, force=self._options.force
+            )
         except GitopsdError as error:
             return error
 
-    def write(
-        self, steps: Sequence[PlanStep], info_of: Callable[[ResourceKey], KindInfo | None]
-    ) -> list[ChangeSetEntry]:
-        """Carry out steps concurrently; a failure is an entry, never an exception."""
-        return self._map(lambda step: self._write_one(step, info_of), steps)
+    # -- writes -----------------------------------------------------------
 
-    def _write_one(
-        self, step: PlanStep, info_of: Callable[[ResourceKey], KindInfo | None]
-    ) -> ChangeSetEntry:
-        if self.stop.is_set():
-            return ChangeSetEntry(step.key, Action.SKIPPED, step.drift, "interrupted by shutdown")
+    def write(
+        self,
+        steps: Sequence[PlanStep],
+        deferred: frozenset[ResourceKey],
+        entries: list[ChangeSetEntry],
+    ) -> ReconcileError | None:
+        """Write stage by stage into `entries`; the refusal of a `deferred` write, checked once
+        Namespaces and CRDs exist, ends the pass there with the rest SKIPPED."""
+        stages = _stages(steps)
+        for number, batch in enumerate(stages):
+            if number == Tier.CLUSTER:  # the second stage: Namespaces and CRDs now exist
+                refused = self._validate_late([s for s in steps if s.key in deferred])
+                if refused is not None:
+                    why = "not written: the revision was refused"
+                    entries += [_skipped(s, why) for later in stages[number:] for s in later]
+                    return refused
+            entries += self._map(self._write_one, batch)
+            if number == Tier.DEFINITIONS:
+                entries += self._wait_for_crds(batch)
+        return None
+
+    def _validate_late(self, steps: Sequence[PlanStep]) -> ReconcileError | None:
+        """Dry-run what could not be checked before this pass's Namespaces and CRDs existed."""
+        _, problems, _ = self._validate(steps)
+        if not problems:
+            return None
+        return ReconcileError(
+            f"target {self._options.target}: refused after creating namespaces and CRDs, "
+            "nothing else written: " + "; ".join(problems)
+        )
+
+    def _write_one(self, step: PlanStep) -> ChangeSetEntry:
+        if self._stop.is_set():
+            return _skipped(step, "interrupted by shutdown")
         try:
             if step.kind is StepKind.DELETE:
-                info = info_of(step.key)
+                info = self._info(step)
                 if info is not None:
                     self._adapter.delete(info, step.key)
                 return ChangeSetEntry(step.key, Action.PRUNED, step.drift)
             assert step.desired is not None
             if step.kind is StepKind.RECREATE:
-                info = info_of(step.key)
-                if info is None:
-                    raise ReconcileError(f"{step.key}: kind no longer served; cannot recreate")
-                self._adapter.delete(info, step.key)
-                self._wait_gone(info, step.key)
+                self._delete_for_recreate(step)
             self._adapter.apply(step.desired.manifest, dry_run=False, force=self._options.force)
             return ChangeSetEntry(step.key, _action_of(step), step.drift, "", _losers(step))
         except GitopsdError as error:
             return ChangeSetEntry(step.key, Action.FAILED, step.drift, str(error))
 
-    def _wait_gone(self, info: KindInfo, key: ResourceKey) -> None:
-        """Wait until a deleted object is gone: finalizers can hold it in Terminating."""
-        deadline = time.monotonic() + self._options.delete_timeout
-        while (current := self._adapter.get(info, key)) is not None:
-            if time.monotonic() > deadline or self.stop.is_set():
+    def _delete_for_recreate(self, step: PlanStep) -> None:
+        """Delete, then wait until the object is gone: finalizers can hold it in Terminating."""
+        info = self._info(step)
+        if info is None:
+            raise ReconcileError(f"{step.key}: kind no longer served; cannot recreate")
+        self._adapter.delete(info, step.key)
+        deadline = self._clock.monotonic() + self._options.delete_timeout
+        while (current := self._adapter.get(info, step.key)) is not None:
+            if self._clock.monotonic() > deadline or self._stop.is_set():
                 finalizers = (current.manifest.get("metadata") or {}).get("finalizers") or []
                 raise ReconcileError(
-                    f"{key}: deleted for recreation but still present (finalizers: "
+                    f"{step.key}: deleted for recreation but still present (finalizers: "
                     f"{', '.join(finalizers) or 'none'}); it is created again by the next pass",
                     retryable=True,
                 )
-            time.sleep(0.2)
+            self._clock.wait(self._stop, _POLL_SECONDS)
 
-    def wait_for_crds(self, steps: Sequence[PlanStep]) -> list[ChangeSetEntry]:
+    def _wait_for_crds(self, steps: Sequence[PlanStep]) -> list[ChangeSetEntry]:
         """Wait until every CRD just written is Established; a timeout fails that CRD."""
         failures = []
         for step in steps:
             if (step.key.group, step.key.kind) != CRD_KIND or step.kind is StepKind.DELETE:
                 continue
             try:
-                self._wait_established(step.key.name)
+                self._wait_established(step.key)
             except GitopsdError as error:
                 failures.append(ChangeSetEntry(step.key, Action.FAILED, step.drift, str(error)))
         return failures
 
-    def _wait_established(self, name: str) -> None:
-        """Wait in short slices, so that a shutdown is not held up by a slow CRD."""
-        deadline = time.monotonic() + self._options.crd_timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                self._adapter.wait_established(name, max(min(remaining, 2.0), 0.1))
-                return
-            except GitopsdError:
-                if self.stop.is_set() or time.monotonic() >= deadline:
-                    raise
+    def _wait_established(self, key: ResourceKey) -> None:
+        """Poll the CRD's conditions; a shutdown is not held up by a slow one."""
+        started = self._clock.monotonic()
+        while not self._adapter.crd_established(key.name):
+            waited = self._clock.monotonic() - started
+            if waited >= self._options.crd_timeout or self._stop.is_set():
+                raise ClusterError(f"{key}: not Established after {waited:.0f}s", retryable=True)
+            self._clock.wait(self._stop, _POLL_SECONDS)
+
+    def _info(self, step: PlanStep) -> KindInfo | None:
+        version = step.desired.api_version if step.desired is not None else ""
+        return kind_of(self._adapter, step.key, version)
 
     def _map(self, function: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
         if len(items) <= 1:
@@ -160,6 +293,19 @@ class Applier:
         workers = max(1, min(self._options.concurrency, len(items)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gitopsd-write") as pool:
             return list(pool.map(function, items))
+
+
+def _stages(steps: Sequence[PlanStep]) -> list[list[PlanStep]]:
+    """The writes of each tier in order, then the deletions of each tier in reverse."""
+    writes = [s for s in steps if s.kind is not StepKind.DELETE]
+    deletions = [s for s in steps if s.kind is StepKind.DELETE]
+    return [[s for s in writes if tier_of(s.key) is tier] for tier in Tier] + [
+        [s for s in deletions if tier_of(s.key) is tier] for tier in reversed(Tier)
+    ]
+
+
+def _skipped(step: PlanStep, why: str) -> ChangeSetEntry:
+    return ChangeSetEntry(step.key, Action.SKIPPED, step.drift, why)
 
 
 def _action_of(step: PlanStep) -> Action:

@@ -27,6 +27,7 @@ from gitopsd.model import (
 )
 from gitopsd.normalize import (
     KEYED_LISTS,
+    SERVER_METADATA,
     canonical,
     item_id,
     merge_key,
@@ -35,15 +36,8 @@ from gitopsd.normalize import (
     secret_string_data_to_data,
 )
 
-_SERVER_METADATA = (
-    "managedFields",
-    "resourceVersion",
-    "uid",
-    "generation",
-    "creationTimestamp",
-    "selfLink",
-    "ownerReferences",
-)
+# Shown for no deleted object: what the server writes, and owners other controllers set.
+_NOT_SHOWN_METADATA = frozenset({*SERVER_METADATA, "ownerReferences"})
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -231,7 +225,7 @@ def without_server_fields(manifest: Manifest) -> Manifest:
     result = {k: v for k, v in manifest.items() if k != "status"}
     metadata = manifest.get("metadata")
     if isinstance(metadata, Mapping):
-        result["metadata"] = {k: v for k, v in metadata.items() if k not in _SERVER_METADATA}
+        result["metadata"] = {k: v for k, v in metadata.items() if k not in _NOT_SHOWN_METADATA}
     return result
 
 

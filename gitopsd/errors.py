@@ -1,7 +1,10 @@
 """The exception hierarchy: one root, one family per pipeline stage.
 
-`retryable` tells the daemon whether to back off and try again (the remote or
-the cluster may come back) or to wait for a change in Git or configuration.
+`retryable` chooses the daemon's schedule after a failure: True (an outage: the
+remote or the cluster may come back) retries with exponential backoff, after the
+interval, then twice that, up to backoff_max, so a long outage is not hammered;
+False (a bad commit or configuration) waits one plain interval for a change in
+Git. A retryable failure may therefore wait longer than a non-retryable one.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 class GitopsdError(Exception):
     """Root of every error gitopsd raises on purpose."""
 
-    retryable: bool = False
+    retryable: bool = False  # decides backoff (see the module docstring), not whether to retry
 
     def __init__(self, message: str, *, retryable: bool | None = None) -> None:
         super().__init__(message)
@@ -110,6 +113,10 @@ class OwnershipError(ReconcileError):
 
 class InventoryError(ReconcileError):
     """The stored inventory cannot be read; pruning from it would be guesswork."""
+
+
+class InventoryTooLarge(InventoryError):
+    """The inventory would not fit where the adapter stores it; the target must be split."""
 
 
 class LockError(GitopsdError):

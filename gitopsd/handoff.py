@@ -1,4 +1,5 @@
-"""Hand a field over to another controller without resetting it.
+"""Ignore rules, in one place: which objects they match, the fields they take out of what
+gitopsd declares, and how such a field is handed over without resetting it.
 
 When an ignore rule starts to cover a field gitopsd applied before (an HPA takes
 over `spec.replicas`), simply no longer declaring it makes server-side apply
@@ -17,10 +18,76 @@ from typing import Any
 
 from gitopsd.config import IgnoreRule
 from gitopsd.managedfields import Segment, owns
-from gitopsd.model import FIELD_MANAGER, DesiredObject, LiveObject, Manifest
-from gitopsd.normalize import item_id, merge_key, parse_pointer, rule_matches
+from gitopsd.model import FIELD_MANAGER, DesiredObject, LiveObject, Manifest, ResourceKey
+from gitopsd.normalize import item_id, merge_key
 
 _MISSING = object()
+
+
+def as_applied(
+    desired: DesiredObject, live: LiveObject | None, rules: Sequence[IgnoreRule]
+) -> DesiredObject:
+    """`desired` as gitopsd applies it: without the fields matching rules ignore, except
+    those gitopsd alone still owns, which keep their live value. `desired` if none match."""
+    matching = [rule for rule in rules if rule_matches(rule, desired.key)]
+    if not matching:
+        return desired
+    stripped = replace(desired, manifest=strip_ignored(desired.manifest, desired.key, matching))
+    return keep_sole_owned(stripped, live, matching)
+
+
+def rule_matches(rule: IgnoreRule, key: ResourceKey) -> bool:
+    """Whether an ignore rule applies to the object `key`."""
+    return (
+        rule.kind == key.kind
+        and rule.group in (None, key.group)
+        and rule.name in (None, key.name)
+        and rule.namespace in (None, key.namespace)
+    )
+
+
+def parse_pointer(pointer: str) -> tuple[str, ...]:
+    """The reference tokens of an RFC 6901 JSON pointer ('' is the whole document)."""
+    if not pointer:
+        return ()
+    if not pointer.startswith("/"):
+        raise ValueError(f"JSON pointer {pointer!r} does not start with '/'")
+    return tuple(t.replace("~1", "/").replace("~0", "~") for t in pointer[1:].split("/"))
+
+
+def strip_ignored(manifest: Manifest, key: ResourceKey, rules: Sequence[IgnoreRule]) -> Manifest:
+    """The manifest without the fields that matching rules' JSON pointers name."""
+    result: Any = manifest
+    for rule in rules:
+        if rule_matches(rule, key):
+            for pointer in rule.pointers:
+                tokens = parse_pointer(pointer)
+                if tokens:
+                    result = _without(result, tokens)
+    return dict(result)
+
+
+def _without(value: Any, tokens: tuple[str, ...]) -> Any:
+    """`value` minus the field at `tokens`, copying only along the path."""
+    head, rest = tokens[0], tokens[1:]
+    if isinstance(value, Mapping):
+        if head not in value:
+            return value
+        copy = dict(value)
+        if rest:
+            copy[head] = _without(value[head], rest)
+        else:
+            del copy[head]
+        return copy
+    if isinstance(value, list) and head.isdigit() and int(head) < len(value):
+        index = int(head)
+        items = list(value)
+        if rest:
+            items[index] = _without(value[index], rest)
+        else:
+            del items[index]
+        return items
+    return value
 
 
 def keep_sole_owned(

@@ -1,57 +1,69 @@
-"""What a target owns, as a set of ResourceKeys, and its ConfigMap form.
+"""What a target owns, and how one pass changes it.
 
-Pure. Prune works only from this set, never from labels alone: labels get copied,
-the inventory does not. Keys whose deletion failed stay in it, to be tried again.
+Pure. Prune works only from the inventory, never from labels alone: labels get
+copied, the inventory does not. An object whose deletion failed or was skipped
+stays in it, to be tried again; otherwise it would leak as an untracked orphan.
+How it is stored is the adapter's business (adapters/inventory_store.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
-from gitopsd.errors import InventoryError, OwnershipError
-from gitopsd.model import ResourceKey
+from gitopsd.errors import OwnershipError
+from gitopsd.model import Action, ChangeSet, DesiredObject, Manifest, ResourceKey
 
-FORMAT_VERSION = "1"
-# No part of a key (group, kind, namespace, name) may contain "|" or a line break.
-_SEPARATOR = "|"
-
-
-def encode(keys: Iterable[ResourceKey]) -> dict[str, str]:
-    """ConfigMap data: a version and one sorted `group|kind|namespace|name` line per object."""
-    lines = [_SEPARATOR.join((k.group, k.kind, k.namespace, k.name)) for k in sorted(set(keys))]
-    return {"version": FORMAT_VERSION, "entries": "\n".join(lines)}
+_NOT_REACHED = frozenset({Action.FAILED, Action.SKIPPED})
 
 
-def decode(data: Mapping[str, str]) -> frozenset[ResourceKey]:
-    """The keys of ConfigMap data from `encode`; empty data is an empty inventory."""
-    if not data:
-        return frozenset()
-    version = data.get("version")
-    if version != FORMAT_VERSION:
-        raise InventoryError(f"inventory format version {version!r} is not {FORMAT_VERSION!r}")
-    keys = set()
-    for number, line in enumerate(data.get("entries", "").splitlines(), start=1):
-        parts = line.split(_SEPARATOR)
-        if len(parts) != 4 or not parts[1] or not parts[3]:
-            raise InventoryError(f"inventory entry {number} is malformed: {line!r}")
-        keys.add(ResourceKey(*parts))
-    return frozenset(keys)
+@dataclass(frozen=True)
+class Inventory:
+    """What a target owns, and a hash of the manifest last applied for each object."""
+
+    keys: frozenset[ResourceKey] = frozenset()
+    applied_hashes: Mapping[ResourceKey, str] = field(default_factory=dict)
+    revision: str = ""
+    # What the target declared at its last pass, even a refused one: lets another
+    # target see a clash on an object neither owns yet.
+    claims: frozenset[ResourceKey] = frozenset()
 
 
-def stale(
-    previous: frozenset[ResourceKey], desired: Iterable[ResourceKey]
-) -> frozenset[ResourceKey]:
-    """Objects the target owned that Git no longer declares."""
-    return previous - frozenset(desired)
+def manifest_hash(manifest: Manifest) -> str:
+    """A stable digest of a manifest, to tell whether Git changed it since the last apply."""
+    text = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def next_inventory(
-    previous: frozenset[ResourceKey],
-    desired_keys: Iterable[ResourceKey],
-    failed_deletions: Iterable[ResourceKey],
-) -> frozenset[ResourceKey]:
-    """What the target owns after a pass: the declared objects plus those it failed to delete."""
-    return frozenset(desired_keys) | frozenset(failed_deletions)
+    previous: Inventory, desired: Sequence[DesiredObject], changes: ChangeSet, revision: str
+) -> Inventory:
+    """What the target owns after a pass that applied `desired` (as applied) with `changes`.
+
+    Deletions that failed or were skipped stay; an object the pass did not reach keeps
+    the hash it had. `previous` itself when only the revision would change.
+    """
+    unreached = {e.key for e in changes.entries if e.action in _NOT_REACHED}
+    declared = frozenset(obj.key for obj in desired)
+    keys = declared | (previous.keys & unreached)
+    hashes = {
+        obj.key: previous.applied_hashes.get(obj.key, "")
+        if obj.key in unreached
+        else manifest_hash(obj.manifest)
+        for obj in desired
+    }
+    hashes = {key: digest for key, digest in hashes.items() if digest}
+    if (keys, hashes, declared) == (previous.keys, dict(previous.applied_hashes), previous.claims):
+        return previous  # the revision alone is not worth a write
+    return Inventory(keys, hashes, revision, declared)
+
+
+def upper_bound(previous: Inventory, declared: Iterable[ResourceKey]) -> Inventory:
+    """The largest inventory a pass declaring `declared` can leave, to check its size first."""
+    keys = previous.keys | frozenset(declared)
+    return Inventory(keys, dict.fromkeys(keys, "0" * 64), "0" * 64, keys)
 
 
 def check_ownership(

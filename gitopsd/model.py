@@ -19,6 +19,27 @@ TARGET_LABEL = "gitopsd.io/target"
 PRUNE_ANNOTATION = "gitopsd.io/prune"
 FIELD_MANAGER = "gitopsd"
 
+# What a manifest file is called, for the tree reader and for render.
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+NAMESPACE_KIND = ("", "Namespace")
+CRD_KIND = ("apiextensions.k8s.io", "CustomResourceDefinition")
+# (group, kind) of what other objects need before they can exist: written first.
+DEFINITION_KINDS = frozenset({NAMESPACE_KIND, CRD_KIND})
+# Cluster-scoped kinds render can place before discovery has answered (a fresh cluster).
+CLUSTER_SCOPED_KINDS = DEFINITION_KINDS | {
+    ("", "Node"),
+    ("", "PersistentVolume"),
+    ("rbac.authorization.k8s.io", "ClusterRole"),
+    ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
+    ("storage.k8s.io", "StorageClass"),
+    ("scheduling.k8s.io", "PriorityClass"),
+    ("networking.k8s.io", "IngressClass"),
+    ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"),
+    ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"),
+    ("apiregistration.k8s.io", "APIService"),
+}
+
 
 @dataclass(frozen=True, order=True)
 class ResourceKey:
@@ -161,10 +182,13 @@ class Plan:
 
     steps: tuple[PlanStep, ...] = ()
     unchanged: tuple[ResourceKey, ...] = ()
+    # Drift only in fields ignore rules hand to other controllers: shown, never corrected.
     ignored: tuple[DriftReport, ...] = ()
     # Undeclared objects prune leaves alone: not labelled as this target's, or annotated
     # `gitopsd.io/prune: disabled`, or every deletion when the render is empty.
     kept: tuple[ResourceKey, ...] = ()
+    # Every declared object as gitopsd applies it: ignored fields out, handed-over ones in.
+    desired: tuple[DesiredObject, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -179,10 +203,20 @@ class Action(enum.Enum):
     UPDATED = "updated"
     RECREATED = "recreated"
     PRUNED = "pruned"
-    UNCHANGED = "unchanged"
-    IGNORED = "ignored"
+    UNCHANGED = "unchanged"  # a write the server's dry-run showed would change nothing
+    KEPT = "kept"  # not declared, but prune left it alone (older journal rows: "ignored")
     SKIPPED = "skipped"
     FAILED = "failed"
+
+    @property
+    def wrote(self) -> bool:
+        """Whether the cluster was changed: a create, an apply, a recreate or a prune."""
+        return self in _WROTE
+
+
+_WROTE = frozenset(
+    {Action.CREATED, Action.CORRECTED, Action.UPDATED, Action.RECREATED, Action.PRUNED}
+)
 
 
 @dataclass(frozen=True)
@@ -208,5 +242,4 @@ class ChangeSet:
 
     @property
     def writes(self) -> int:
-        passive = {Action.UNCHANGED, Action.IGNORED, Action.SKIPPED, Action.FAILED}
-        return sum(1 for e in self.entries if e.action not in passive)
+        return sum(1 for e in self.entries if e.action.wrote)

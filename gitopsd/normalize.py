@@ -13,11 +13,19 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gitopsd.config import IgnoreRule
-from gitopsd.model import Manifest, ResourceKey
+from gitopsd.model import Manifest
 from gitopsd.quantity import parse_quantity
 
 LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
+# Metadata the API server writes: never declared, never compared.
+SERVER_METADATA = (
+    "managedFields",
+    "resourceVersion",
+    "uid",
+    "generation",
+    "creationTimestamp",
+    "selfLink",
+)
 
 # Lists the API server merges item by item (patchMergeKey), with their merge keys in order
 # of preference. Every other list is atomic: an extra live item there is drift (an RBAC
@@ -41,63 +49,6 @@ _PORT_FIELDS = frozenset({"port", "targetPort", "containerPort", "nodePort", "ho
 # Mappings whose values are all quantities (resources.limits, ResourceQuota spec.hard, ...).
 _QUANTITY_MAPS = frozenset({"limits", "requests", "hard", "capacity"})
 _QUANTITY_FIELDS = frozenset({"sizeLimit"})
-
-
-# --- ignore rules ---------------------------------------------------------------------
-
-
-def rule_matches(rule: IgnoreRule, key: ResourceKey) -> bool:
-    """Whether an ignore rule applies to the object `key`."""
-    return (
-        rule.kind == key.kind
-        and rule.group in (None, key.group)
-        and rule.name in (None, key.name)
-        and rule.namespace in (None, key.namespace)
-    )
-
-
-def parse_pointer(pointer: str) -> tuple[str, ...]:
-    """The reference tokens of an RFC 6901 JSON pointer ('' is the whole document)."""
-    if not pointer:
-        return ()
-    if not pointer.startswith("/"):
-        raise ValueError(f"JSON pointer {pointer!r} does not start with '/'")
-    return tuple(t.replace("~1", "/").replace("~0", "~") for t in pointer[1:].split("/"))
-
-
-def strip_ignored(manifest: Manifest, key: ResourceKey, rules: Sequence[IgnoreRule]) -> Manifest:
-    """The manifest without the fields that matching rules' JSON pointers name."""
-    result: Any = manifest
-    for rule in rules:
-        if rule_matches(rule, key):
-            for pointer in rule.pointers:
-                tokens = parse_pointer(pointer)
-                if tokens:
-                    result = _without(result, tokens)
-    return dict(result)
-
-
-def _without(value: Any, tokens: tuple[str, ...]) -> Any:
-    """`value` minus the field at `tokens`, copying only along the path."""
-    head, rest = tokens[0], tokens[1:]
-    if isinstance(value, Mapping):
-        if head not in value:
-            return value
-        copy = dict(value)
-        if rest:
-            copy[head] = _without(value[head], rest)
-        else:
-            del copy[head]
-        return copy
-    if isinstance(value, list) and head.isdigit() and int(head) < len(value):
-        index = int(head)
-        items = list(value)
-        if rest:
-            items[index] = _without(value[index], rest)
-        else:
-            del items[index]
-        return items
-    return value
 
 
 # --- Secrets ----------------------------------------------------------------------------

@@ -6,14 +6,16 @@ this target provably created and Git no longer declares.
 
 from __future__ import annotations
 
-import hashlib
-import json
+import enum
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
 from gitopsd.config import IgnoreRule
 from gitopsd.diff import compare
+from gitopsd.handoff import as_applied
+from gitopsd.inventory import manifest_hash
 from gitopsd.model import (
+    DEFINITION_KINDS,
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
     PRUNE_ANNOTATION,
@@ -21,13 +23,11 @@ from gitopsd.model import (
     DesiredObject,
     DriftReport,
     LiveObject,
-    Manifest,
     Plan,
     PlanStep,
     ResourceKey,
     StepKind,
 )
-from gitopsd.normalize import rule_matches, strip_ignored
 
 _NOTHING_APPLIED: Mapping[ResourceKey, str] = MappingProxyType({})
 
@@ -47,22 +47,27 @@ _KIND_RANK = {
     "Service": 16,
 }
 _LAST_RANK = 100
-_FIRST = frozenset({("", "Namespace"), ("apiextensions.k8s.io", "CustomResourceDefinition")})
+
+
+class Tier(enum.IntEnum):
+    """The stages of a pass, in apply order; deletions run them in reverse."""
+
+    DEFINITIONS = 0  # Namespaces and CustomResourceDefinitions: what other objects need
+    CLUSTER = 1  # other cluster-scoped objects
+    NAMESPACED = 2
+
+
+def tier_of(key: ResourceKey) -> Tier:
+    """The stage an object is written in."""
+    if (key.group, key.kind) in DEFINITION_KINDS:
+        return Tier.DEFINITIONS
+    return Tier.NAMESPACED if key.namespace else Tier.CLUSTER
 
 
 def order_key(key: ResourceKey) -> tuple[int, int, str, str, str, str]:
-    """Apply order: Namespaces and CRDs, other cluster-scoped kinds, then namespaced objects."""
-    if (key.group, key.kind) in _FIRST:
-        return (0, _KIND_RANK[key.kind], key.group, key.kind, key.namespace, key.name)
-    tier = 1 if not key.namespace else 2
+    """Apply order: by tier, then within it what others refer to first, then by name."""
     rank = _KIND_RANK.get(key.kind, _LAST_RANK)
-    return (tier, rank, key.group, key.kind, key.namespace, key.name)
-
-
-def manifest_hash(manifest: Manifest) -> str:
-    """A stable digest of a manifest, to tell whether Git changed it since the last apply."""
-    text = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return (tier_of(key), rank, key.group, key.kind, key.namespace, key.name)
 
 
 def make_plan(
@@ -76,66 +81,79 @@ def make_plan(
     target: str = "",
     allow_empty: bool = False,
 ) -> Plan:
-    """The minimal ordered writes; steps carry the manifest to apply (ignored fields removed).
+    """The minimal ordered writes; steps carry the manifest to apply (see handoff.as_applied).
 
-    `last_applied` holds manifest_hash of each step's `desired.manifest` as last applied.
+    `last_applied` holds manifest_hash of each object as last applied.
     An empty `desired` prunes nothing unless `allow_empty`.
     """
     writes: list[PlanStep] = []
     unchanged: list[ResourceKey] = []
     ignored: list[DriftReport] = []
+    applied: list[DesiredObject] = []
     for obj in desired:
-        step, hidden = _plan_object(obj, live.get(obj.key), rules, last_applied)
+        current = live.get(obj.key)
+        applied.append(as_applied(obj, current, rules))
+        step = _step(applied[-1], current, last_applied)
         if step is not None:
             writes.append(step)
-        else:
-            unchanged.append(obj.key)
-            if hidden is not None:
-                ignored.append(hidden)
-    deletions: list[PlanStep] = []
-    kept: list[ResourceKey] = []
-    if prune:
-        owner = target or _target_of(desired)
-        declared = frozenset(obj.key for obj in desired)
-        for key in sorted(inventory - declared, key=order_key, reverse=True):
-            current = live.get(key)
-            if current is None:
-                continue  # already gone: nothing to write
-            if (not declared and not allow_empty) or not _prunable(current, owner):
-                kept.append(key)
-            else:
-                deletions.append(PlanStep(StepKind.DELETE, key, None, reason="not declared"))
+            continue
+        unchanged.append(obj.key)
+        # as_applied returns `obj` itself when no rule matches: nothing hidden then.
+        hidden = compare(obj, current) if applied[-1] is not obj else None
+        if hidden is not None:
+            ignored.append(hidden)
+    deletions, kept = _prunes(desired, live, inventory, prune, target, allow_empty)
     writes.sort(key=lambda step: order_key(step.key))
     return Plan(
         steps=(*writes, *deletions),
         unchanged=tuple(unchanged),
         ignored=tuple(ignored),
         kept=tuple(kept),
+        desired=tuple(applied),
     )
 
 
-def _plan_object(
-    obj: DesiredObject,
-    current: LiveObject | None,
-    rules: Sequence[IgnoreRule],
-    last_applied: Mapping[ResourceKey, str],
-) -> tuple[PlanStep | None, DriftReport | None]:
-    """The step for one declared object, or (None, drift that only ignored fields show)."""
-    matching = [rule for rule in rules if rule_matches(rule, obj.key)]
-    applied = obj
-    if matching:
-        applied = DesiredObject(obj.key, strip_ignored(obj.manifest, obj.key, matching), obj.origin)
+def _prunes(
+    desired: Sequence[DesiredObject],
+    live: Mapping[ResourceKey, LiveObject],
+    inventory: frozenset[ResourceKey],
+    prune: bool,
+    target: str,
+    allow_empty: bool,
+) -> tuple[list[PlanStep], list[ResourceKey]]:
+    """Deletions of what the target owns and no longer declares, and what prune leaves alone."""
+    deletions: list[PlanStep] = []
+    kept: list[ResourceKey] = []
+    if not prune:
+        return deletions, kept
+    owner = target or _target_of(desired)
+    declared = frozenset(obj.key for obj in desired)
+    for key in sorted(inventory - declared, key=order_key, reverse=True):
+        current = live.get(key)
+        if current is None:
+            continue  # already gone: nothing to write
+        if (not declared and not allow_empty) or not _prunable(current, owner):
+            kept.append(key)
+        else:
+            deletions.append(PlanStep(StepKind.DELETE, key, None, reason="not declared"))
+    return deletions, kept
+
+
+def _step(
+    applied: DesiredObject, current: LiveObject | None, last_applied: Mapping[ResourceKey, str]
+) -> PlanStep | None:
+    """The write one declared object needs, or None when it is in sync and unchanged in Git."""
+    key = applied.key
     if current is None:
-        missing = DriftReport(key=obj.key, missing=True)
-        return PlanStep(StepKind.CREATE, obj.key, applied, missing, reason="missing"), None
+        return PlanStep(StepKind.CREATE, key, applied, DriftReport(key, missing=True), "missing")
     drift = compare(applied, current)
     if drift is not None:
-        return PlanStep(StepKind.APPLY, obj.key, applied, drift, reason="drift"), None
-    recorded = last_applied.get(obj.key)
+        return PlanStep(StepKind.APPLY, key, applied, drift, reason="drift")
+    recorded = last_applied.get(key)
     # No record (a new state directory, an adopted object) and in sync: nothing to write.
     if recorded is not None and recorded != manifest_hash(applied.manifest):
-        return PlanStep(StepKind.APPLY, obj.key, applied, None, reason="changed in git"), None
-    return None, compare(obj, current) if matching else None
+        return PlanStep(StepKind.APPLY, key, applied, None, reason="changed in git")
+    return None
 
 
 def _target_of(desired: Sequence[DesiredObject]) -> str:

@@ -1,8 +1,8 @@
 """One reconcile pass for one target: the pipeline, wired to its collaborators.
 
-source -> render -> live read -> plan -> validate (dry-run) -> write -> inventory
--> journal. The pure stages do the thinking; this module only sequences them
-and receives source, adapter, journal and clock, so tests hand it real ones.
+fetch -> render -> inventory -> live read -> plan -> apply_plan -> next inventory
+-> save -> report. The pure stages do the thinking; this module only sequences
+them and receives source, adapter, journal and clock, so tests hand it real ones.
 Nothing is written unless the whole revision rendered and validated, and
 nothing is pruned on an error or an empty render.
 """
@@ -10,23 +10,21 @@ nothing is pruned on an error or an empty render.
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import structlog
 
-from gitopsd import inventory as inventory_rules
-from gitopsd.adapters.base import ClusterAdapter, Inventory, KindInfo
-from gitopsd.adapters.inventory_store import check_size, inventory_name
-from gitopsd.apply import Applier, ApplyOptions, phase_of, same_object
+from gitopsd.adapters.base import ClusterAdapter
+from gitopsd.apply import ApplyOptions, apply_plan
+from gitopsd.clock import SYSTEM_CLOCK, Clock
 from gitopsd.config import ConflictPolicy, TargetSettings
 from gitopsd.diff import object_diff_text
-from gitopsd.errors import GitopsdError, OwnershipError, ReconcileError, RenderError
-from gitopsd.handoff import keep_sole_owned
+from gitopsd.errors import GitopsdError, OwnershipError, RenderError
+from gitopsd.inventory import Inventory, check_ownership, next_inventory, upper_bound
 from gitopsd.journal import Journal
-from gitopsd.livestate import LiveReader
+from gitopsd.livestate import read_live
 from gitopsd.model import (
     Action,
     ChangeSet,
@@ -38,19 +36,23 @@ from gitopsd.model import (
     ResourceKey,
     Revision,
     SourceFile,
-    StepKind,
 )
-from gitopsd.normalize import strip_ignored
 from gitopsd.passresult import ObjectPreview, PassOutcome, PassResult
-from gitopsd.plan import make_plan, manifest_hash
+from gitopsd.plan import make_plan
 from gitopsd.render import render
 from gitopsd.rendercache import RenderCache, cache_key
 
 log = structlog.get_logger("gitopsd.reconcile")
 
-_WRITTEN = frozenset(
-    {Action.CREATED, Action.CORRECTED, Action.UPDATED, Action.RECREATED, Action.PRUNED}
-)
+# A drift (the cluster differed from Git, and gitopsd wrote Git's state) is logged as
+# `drift_detected`; every other outcome for an object under its own name.
+_EVENTS = {
+    Action.PRUNED: "object_pruned",
+    Action.FAILED: "object_failed",
+    Action.SKIPPED: "object_skipped",
+    Action.KEPT: "object_kept",
+    Action.UNCHANGED: "object_unchanged",
+}
 
 
 class Source(Protocol):
@@ -63,11 +65,11 @@ class Source(Protocol):
 
 @dataclass
 class _Pass:
-    """Mutable state of the pass in progress."""
+    """What the pass in progress got to, kept for its result when a later stage fails."""
 
     revision: Revision | None = None
     plan: Plan | None = None
-    entries: list[ChangeSetEntry] = field(default_factory=list)
+    changes: ChangeSet = field(default_factory=ChangeSet)
     previews: tuple[ObjectPreview, ...] = ()
 
 
@@ -80,7 +82,7 @@ class Reconciler:
         source: Source,
         adapter: ClusterAdapter,
         journal: Journal | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
         render_cache: RenderCache | None = None,
     ) -> None:
         self.target = target
@@ -88,12 +90,12 @@ class Reconciler:
         self._adapter = adapter
         self._journal = journal
         self._clock = clock
-        options = ApplyOptions(
+        self._options = ApplyOptions(
+            target=target.name,
             force=target.conflicts is ConflictPolicy.FORCE,
             recreate=target.recreate,
             concurrency=target.cluster.concurrency,
         )
-        self._applier = Applier(adapter, options)
         self._journaled_rewrite: tuple[str, str] | None = None
         self._rendered: tuple[str, tuple[DesiredObject, ...]] | None = None
         self._render_cache = render_cache
@@ -109,13 +111,12 @@ class Reconciler:
 
         Setting `stop` ends the pass after the writes in flight, inventory saved.
         """
-        started = self._clock()
-        self._applier.stop = stop or threading.Event()
+        started = self._clock.time()
         before = dict(self._adapter.request_counts())
         state = _Pass()
         error: GitopsdError | None = None
         try:
-            outcome = self._pass(state, dry_run=dry_run, previews=previews)
+            outcome = self._pass(state, stop or threading.Event(), dry_run, previews)
         except GitopsdError as failure:
             error, outcome = failure, PassOutcome.FAILED
         after = self._adapter.request_counts()
@@ -123,65 +124,44 @@ class Reconciler:
             target=self.target.name,
             outcome=outcome,
             revision=state.revision,
-            changes=ChangeSet(tuple(state.entries)),
+            changes=state.changes,
             plan=state.plan,
             error=error,
             started_at=started,
-            duration_seconds=self._clock() - started,
+            duration_seconds=self._clock.time() - started,
             previews=state.previews,
             requests={verb: n - before.get(verb, 0) for verb, n in after.items()},
         )
         self._report(result, dry_run=dry_run)
         return result
 
-    def _pass(self, state: _Pass, *, dry_run: bool, previews: bool) -> PassOutcome:
-        state.revision = self._source.fetch()
-        if not dry_run:
-            self._journal_history_rewrite(state.revision)
-        desired = self._declared(state.revision)
-        inventory, others = self._adapter.load_inventories(self.target.name)
-        self._check_ownership(desired, inventory, others, dry_run=dry_run)
-        reader = LiveReader(self._adapter, self.target.name)
-        live = reader.read(desired, inventory.keys)
-        rules = self.target.ignore
-        desired = tuple(keep_sole_owned(obj, live.get(obj.key), rules) for obj in desired)
-        self._check_inventory_size(inventory, desired)
-        # Ignored fields are already out of `desired` (see _declared and handoff).
-        state.plan = make_plan(
-            desired, live, inventory.keys, rules=(),
-            prune=self.target.prune, last_applied=inventory.applied_hashes,
-            target=self.target.name, allow_empty=self.target.allow_empty,
-        )  # fmt: skip
-        steps = self._confirmed(state.plan.steps, live, reader)
-        state.plan = replace(state.plan, steps=tuple(steps))
-        state.entries += [ChangeSetEntry(key, Action.IGNORED) for key in state.plan.kept]
-        if previews:
-            state.previews = _previews(steps, live)
+    def _pass(
+        self, state: _Pass, stop: threading.Event, dry_run: bool, previews: bool
+    ) -> PassOutcome:
+        state.revision = revision = self._fetch(dry_run)
+        desired = self._declared(revision)
+        inventory = self._load_inventory(desired, dry_run)
+        live = read_live(self._adapter, self.target.name, desired, inventory.keys)
+        state.plan = self._plan(desired, live, inventory)
+        options = replace(self._options, dry_run=dry_run)
+        applied = apply_plan(state.plan, live, self._adapter, options, stop, clock=self._clock)
+        state.plan, state.changes = applied.plan, applied.changes
+        state.previews = _previews(applied.plan.steps, live) if previews else ()
         if dry_run:
-            return PassOutcome.WOULD_CHANGE if steps else PassOutcome.IN_SYNC
-        try:
-            self._write(steps, reader, state.entries)
-        finally:
-            # Whatever was written is tracked, even when a later phase was refused.
-            self._save_inventory(inventory, desired, steps, state)
-        if self._applier.stop.is_set():
-            raise ReconcileError(
-                f"target {self.target.name}: pass interrupted by shutdown; "
-                "writes not yet started were left for the next pass",
-                retryable=True,
-            )
-        if any(entry.action is Action.FAILED for entry in state.entries):
-            failed = [e for e in state.entries if e.action is Action.FAILED]
-            raise ReconcileError(f"target {self.target.name}: {len(failed)} object(s) failed; "
-                                 f"first: {failed[0].error}", retryable=True)  # fmt: skip
-        self._source.mark_applied(state.revision)
-        return PassOutcome.CONVERGED if steps else PassOutcome.IN_SYNC
+            return PassOutcome.WOULD_CHANGE if applied.plan.steps else PassOutcome.IN_SYNC
+        # Whatever was written is tracked, even when the pass failed part way.
+        updated = next_inventory(inventory, applied.plan.desired, applied.changes, revision.commit)
+        self._save(inventory, updated)
+        if applied.error is not None:
+            raise applied.error
+        self._source.mark_applied(revision)
+        return PassOutcome.CONVERGED if applied.plan.steps else PassOutcome.IN_SYNC
 
-    def _check_inventory_size(self, inventory: Inventory, desired: Sequence[DesiredObject]) -> None:
-        """Refuse before writing anything when the inventory could not be stored afterwards."""
-        keys = inventory.keys | {obj.key for obj in desired}
-        if keys != inventory.keys:  # what is already stored fits, so only growth can fail
-            check_size(self.target.name, keys)
+    def _fetch(self, dry_run: bool) -> Revision:
+        revision = self._source.fetch()
+        if not dry_run:
+            self._journal_history_rewrite(revision)
+        return revision
 
     def _journal_history_rewrite(self, revision: Revision) -> None:
         rewrite = getattr(self._source, "history_rewrite", None)
@@ -189,13 +169,15 @@ class Reconciler:
             return
         if rewrite != self._journaled_rewrite:
             self._journal.record_event_once(
-                target=self.target.name, at=self._clock(), event="history_rewritten",
+                target=self.target.name,
+                at=self._clock.time(),
+                event="history_rewritten",
                 detail={"previous": rewrite[0], "revision": rewrite[1]},
-            )  # fmt: skip
+            )
             self._journaled_rewrite = rewrite
 
     def _declared(self, revision: Revision) -> tuple[DesiredObject, ...]:
-        """Render the revision, without the fields ignore rules hand to other controllers."""
+        """The objects the revision declares, rendered once per commit."""
         declared = self._cached_render(revision)
         if declared is None:
             declared = self._render(revision)
@@ -219,195 +201,132 @@ class Reconciler:
 
     def _render(self, revision: Revision) -> tuple[DesiredObject, ...]:
         files = self._source.read_tree(revision)
-        answers: dict[tuple[str, str], KindInfo | None] = {}
-        namespaced = _memo_namespaced(self._adapter, answers)
-        objects = render(files, default_namespace=self.target.namespace,
-                         target=self.target.name, namespaced=namespaced)  # fmt: skip
-        rules = self.target.ignore
-        declared = tuple(
-            replace(obj, manifest=strip_ignored(obj.manifest, obj.key, rules)) if rules else obj
-            for obj in objects
-        )
+        unknown: set[tuple[str, str]] = set()
+
+        def namespaced(api_version: str, kind: str) -> bool | None:
+            info = self._adapter.kind_info(api_version, kind)
+            if info is None:
+                unknown.add((api_version, kind))
+            return None if info is None else info.namespaced
+
+        declared = render(files, default_namespace=self.target.namespace,
+                          target=self.target.name, namespaced=namespaced)  # fmt: skip
         # A commit renders the same again, unless a kind was unknown (a CRD not yet applied).
-        if all(info is not None for info in answers.values()):
+        if not unknown:
             self._rendered = (revision.commit, declared)
             if self._render_cache is not None:
                 self._render_cache.put(cache_key(self.target, revision.commit), declared)
         return declared
 
+    def _load_inventory(self, desired: Sequence[DesiredObject], dry_run: bool) -> Inventory:
+        """This target's inventory, once no other target owns what it declares and the
+        inventory this pass leaves is known to fit (refused before anything is written)."""
+        inventory, others = self._adapter.load_inventories(self.target.name)
+        keys = frozenset(obj.key for obj in desired)
+        self._check_ownership(keys, inventory, others, dry_run)
+        if not keys <= inventory.keys:  # what is already stored fits: only growth can fail
+            self._adapter.check_inventory_fits(self.target.name, upper_bound(inventory, keys))
+        return inventory
+
     def _check_ownership(
         self,
-        desired: Sequence[DesiredObject],
+        keys: frozenset[ResourceKey],
         inventory: Inventory,
         others: Mapping[str, frozenset[ResourceKey]],
-        *,
         dry_run: bool,
     ) -> None:
-        keys = frozenset(obj.key for obj in desired)
         try:
-            inventory_rules.check_ownership(self.target.name, keys, others)
+            check_ownership(self.target.name, keys, others)
         except OwnershipError as error:
             # Record the claim, so the other target sees the clash too.
             if not dry_run and inventory.claims != keys:
                 self._adapter.save_inventory(self.target.name, replace(inventory, claims=keys))
-            namespace = self.target.inventory_namespace
             stale = "; ".join(
-                f"if target {other!r} no longer exists, delete ConfigMap "
-                f"{namespace}/{inventory_name(other)}"
+                f"if target {other!r} no longer exists, delete "
+                f"{self._adapter.describe_inventory(other)}"
                 for other in sorted(others)
                 if others[other] & keys
             )
             raise OwnershipError(f"{error} ({stale})") from error
 
-    def _confirmed(
-        self, steps: Sequence[PlanStep], live: Mapping[ResourceKey, LiveObject], reader: LiveReader
-    ) -> list[PlanStep]:
-        """Validate every write with a server-side dry-run and drop those that change nothing.
-
-        A local comparison can flag a difference the server would normalise away
-        (a defaulted or reformatted value); the dry-run's result settles it.
-        """
-        deferred = _deferred(steps, reader)
-        writes = [s for s in steps if s.kind is not StepKind.DELETE and s.key not in deferred]
-        recreate, problems = self._applier.validate(writes)
-        if problems:
-            raise ReconcileError(
-                f"target {self.target.name}: revision refused, nothing written: "
-                + "; ".join(problems)
-            )
-        results = self._applier.last_dry_runs
-        kept: list[PlanStep] = []
-        for step in steps:
-            current = live.get(step.key)
-            result = results.get(step.key)
-            if step in recreate:
-                step = replace(step, kind=StepKind.RECREATE)
-            elif (
-                step.kind is StepKind.APPLY
-                and current is not None
-                and result is not None
-                and same_object(result.manifest, current.manifest)
-            ):
-                continue  # fmt: skip
-            kept.append(step)
-        return kept
-
-    def _write(
-        self, steps: Sequence[PlanStep], reader: LiveReader, entries: list[ChangeSetEntry]
-    ) -> None:
-        """Write phase by phase: Namespaces and CRDs, cluster-scoped, namespaced, deletions."""
-        deferred = _deferred(steps, reader)
-        writes = [s for s in steps if s.kind is not StepKind.DELETE]
-        deletions = [s for s in steps if s.kind is StepKind.DELETE]
-        for phase in (0, 1, 2):
-            batch = [s for s in writes if phase_of(s.key, bool(s.key.namespace)) == phase]
-            if phase == 1:
-                self._validate_late([s for s in writes if s.key in deferred], reader)
-            entries += self._applier.write(batch, reader.info_of)
-            if phase == 0:
-                entries += self._applier.wait_for_crds(batch)
-        for phase in (2, 1, 0):
-            batch = [s for s in deletions if phase_of(s.key, bool(s.key.namespace)) == phase]
-            entries += self._applier.write(batch, reader.info_of)
-
-    def _validate_late(self, steps: Sequence[PlanStep], reader: LiveReader) -> None:
-        """Dry-run what could not be checked before Namespaces and CRDs of this pass existed."""
-        if not steps:
-            return
-        reader.forget_unknown()
-        _, problems = self._applier.validate(steps)
-        if problems:
-            raise ReconcileError(
-                f"target {self.target.name}: refused after creating namespaces and CRDs, "
-                "nothing else written: " + "; ".join(problems)
-            )
-
-    def _save_inventory(
+    def _plan(
         self,
-        previous: Inventory,
         desired: Sequence[DesiredObject],
-        steps: Sequence[PlanStep],
-        state: _Pass,
-    ) -> None:
-        """Store what the target owns now; objects not written keep their previous hash."""
-        done = {e.key for e in state.entries if e.action in _WRITTEN}
-        unreached = {step.key for step in steps} - done
-        declared = {obj.key for obj in desired}
-        failed_deletions = {key for key in unreached if key not in declared}
-        keys = inventory_rules.next_inventory(previous.keys, declared, failed_deletions)
-        hashes = {
-            obj.key: previous.applied_hashes.get(obj.key, "") if obj.key in unreached
-            else manifest_hash(obj.manifest)
-            for obj in desired
-        }  # fmt: skip
-        hashes = {key: digest for key, digest in hashes.items() if digest}
-        claims = frozenset(declared)
-        if (keys, hashes, claims) == (
-            previous.keys,
-            dict(previous.applied_hashes),
-            previous.claims,
-        ):
-            return
-        assert state.revision is not None
-        updated = Inventory(keys, hashes, state.revision.commit, claims)
-        self._adapter.save_inventory(self.target.name, updated)
+        live: Mapping[ResourceKey, LiveObject],
+        inventory: Inventory,
+    ) -> Plan:
+        return make_plan(
+            desired,
+            live,
+            inventory.keys,
+            rules=self.target.ignore,
+            prune=self.target.prune,
+            last_applied=inventory.applied_hashes,
+            target=self.target.name,
+            allow_empty=self.target.allow_empty,
+        )
+
+    def _save(self, previous: Inventory, updated: Inventory) -> None:
+        if updated is not previous:
+            self._adapter.save_inventory(self.target.name, updated)
 
     def _report(self, result: PassResult, *, dry_run: bool) -> None:
-        """Log one event per drift and per pass; journal both."""
+        """Log one event per object and per pass; journal both."""
         revision = result.revision.commit if result.revision else None
         bound = log.bind(target=result.target, revision=revision)
-        drifts = [e for e in result.changes.entries if e.action is not Action.UNCHANGED]
-        for entry in drifts:
-            drift = entry.drift
-            bound.warning(
-                "drift_detected", **entry.key.as_dict(), action=entry.action.value,
-                fields=[{"path": c.path, "desired": c.desired, "live": c.live}
-                        for c in (drift.changes if drift else ())],
-                missing=bool(drift and drift.missing), error=entry.error or None,
-                managers=[{"manager": o.manager, "time": o.time}
-                          for o in (drift.owners if drift else ())],
-            )  # fmt: skip
+        for entry in result.changes.entries:
+            _log_entry(bound, entry)
         error = str(result.error) if result.error else None
         # Failures are logged as a state change by the daemon (target_failing), once;
         # this is the per-pass record, so it stays at info whatever the outcome.
         bound.info(
-            "pass_completed", outcome=result.outcome.value, writes=result.changes.writes,
-            duration_seconds=round(result.duration_seconds, 3), error=error, dry_run=dry_run,
-        )  # fmt: skip
+            "pass_completed",
+            outcome=result.outcome.value,
+            writes=result.changes.writes,
+            duration_seconds=round(result.duration_seconds, 3),
+            error=error,
+            dry_run=dry_run,
+        )
         # A dry run writes nothing, the journal included: `history` shows what happened.
         if self._journal is not None and not dry_run:
             self._journal.record_pass(
-                target=result.target, revision=revision, outcome=result.outcome.value,
-                started_at=result.started_at, duration_seconds=result.duration_seconds,
-                writes=result.changes.writes, error=error,
-                drifts=[(result.started_at, e) for e in drifts],
-            )  # fmt: skip
+                target=result.target,
+                revision=revision,
+                outcome=result.outcome.value,
+                started_at=result.started_at,
+                duration_seconds=result.duration_seconds,
+                writes=result.changes.writes,
+                error=error,
+                drifts=[
+                    (result.started_at, e)
+                    for e in result.changes.entries
+                    if e.action is not Action.UNCHANGED
+                ],
+            )
 
 
-def _memo_namespaced(
-    adapter: ClusterAdapter, answers: dict[tuple[str, str], KindInfo | None]
-) -> Callable[[str, str], bool | None]:
-    """Discovery lookups for render, asked once per kind per pass, recorded in `answers`."""
-
-    def namespaced(api_version: str, kind: str) -> bool | None:
-        if (api_version, kind) not in answers:
-            answers[(api_version, kind)] = adapter.kind_info(api_version, kind)
-        info = answers[(api_version, kind)]
-        return None if info is None else info.namespaced
-
-    return namespaced
-
-
-def _deferred(steps: Sequence[PlanStep], reader: LiveReader) -> frozenset[ResourceKey]:
-    """Writes a dry-run cannot check yet: in a Namespace, or of a CRD, this pass creates."""
-    new_namespaces = {
-        s.key.name for s in steps if (s.key.group, s.key.kind) == ("", "Namespace")
-        and s.kind is StepKind.CREATE
-    }  # fmt: skip
-    return frozenset(
-        s.key for s in steps if s.kind is not StepKind.DELETE
-        and (s.key.namespace in new_namespaces or not reader.known(s.key))
-    )  # fmt: skip
+def _log_entry(bound: structlog.stdlib.BoundLogger, entry: ChangeSetEntry) -> None:
+    if entry.action is Action.UNCHANGED:
+        bound.info(
+            "object_unchanged",
+            **entry.key.as_dict(),
+            action=entry.action.value,
+            reason="the server's dry-run of the apply equals the live object",
+        )
+        return
+    drift = entry.drift
+    bound.warning(
+        _EVENTS.get(entry.action, "drift_detected"),
+        **entry.key.as_dict(),
+        action=entry.action.value,
+        fields=[
+            {"path": c.path, "desired": c.desired, "live": c.live}
+            for c in (drift.changes if drift else ())
+        ],
+        missing=bool(drift and drift.missing),
+        error=entry.error or None,
+        managers=[{"manager": o.manager, "time": o.time} for o in (drift.owners if drift else ())],
+    )
 
 
 def _previews(

@@ -12,34 +12,16 @@ from typing import Any
 from gitopsd.errors import RenderError
 from gitopsd.manifestread import read_documents
 from gitopsd.model import (
+    CLUSTER_SCOPED_KINDS,
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
+    MANIFEST_SUFFIXES,
     TARGET_LABEL,
     DesiredObject,
     Manifest,
     ResourceKey,
     SourceFile,
     group_of,
-)
-
-SUFFIXES = (".yaml", ".yml", ".json")
-
-# Cluster-scoped kinds that discovery may not have answered for yet (a fresh cluster).
-_CLUSTER_SCOPED = frozenset(
-    {
-        ("", "Namespace"),
-        ("", "Node"),
-        ("", "PersistentVolume"),
-        ("apiextensions.k8s.io", "CustomResourceDefinition"),
-        ("rbac.authorization.k8s.io", "ClusterRole"),
-        ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
-        ("storage.k8s.io", "StorageClass"),
-        ("scheduling.k8s.io", "PriorityClass"),
-        ("networking.k8s.io", "IngressClass"),
-        ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"),
-        ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"),
-        ("apiregistration.k8s.io", "APIService"),
-    }
 )
 
 Namespaced = Callable[[str, str], bool | None]
@@ -72,7 +54,7 @@ def _documents(files: Sequence[SourceFile]) -> Iterator[tuple[str, str, Manifest
     """(where, origin, manifest) for every non-empty document, `kind: List` expanded."""
     for file in sorted(files, key=lambda f: f.path):
         # Same rule as the tree reader: `app.YAML` is a manifest, never silently skipped.
-        if not file.path.lower().endswith(SUFFIXES):
+        if not file.path.lower().endswith(MANIFEST_SUFFIXES):
             continue
         for index, data in read_documents(file):
             where = f"{file.path} document {index}"
@@ -145,7 +127,7 @@ def _scope(
     group = group_of(api_version)
     if (group, kind) in crd_scopes:
         return crd_scopes[(group, kind)]
-    if (group, kind) in _CLUSTER_SCOPED:
+    if (group, kind) in CLUSTER_SCOPED_KINDS:
         return False
     # Unknown kind: the author's namespace is the best evidence there is.
     return bool(manifest["metadata"].get("namespace"))

@@ -26,7 +26,7 @@ _FORMAT = 1
 
 
 def cache_key(target: TargetSettings, commit: str) -> str:
-    """A digest of everything render and the ignore rules read besides the files."""
+    """A digest of everything render reads besides the files (ignore rules apply later)."""
     inputs = {
         "format": _FORMAT,
         "gitopsd": __version__,  # render rules may change with the version
@@ -35,7 +35,6 @@ def cache_key(target: TargetSettings, commit: str) -> str:
         "namespace": target.namespace,
         "path": target.source.path,
         "max_file_bytes": target.source.max_file_bytes,
-        "ignore": [repr(rule) for rule in target.ignore],
         # Namespaced or not comes from this cluster's discovery.
         "cluster": [str(target.cluster.kubeconfig), target.cluster.context],
     }

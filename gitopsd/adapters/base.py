@@ -7,9 +7,10 @@ experiments) implements these methods and nothing in the core changes.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
+from gitopsd.inventory import Inventory
 from gitopsd.model import LiveObject, Manifest, ResourceKey
 
 
@@ -30,22 +31,9 @@ class KindInfo:
 
 @dataclass(frozen=True)
 class ApplyResult:
-    """The object as the server returned it, and managers that lost fields to us."""
+    """The object as the server returned it."""
 
     manifest: Manifest
-    lost_managers: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Inventory:
-    """What a target owns, and a hash of the manifest last applied for each object."""
-
-    keys: frozenset[ResourceKey] = frozenset()
-    applied_hashes: Mapping[ResourceKey, str] = field(default_factory=dict)
-    revision: str = ""
-    # What the target declared at its last pass, even a refused one: lets another
-    # target see a clash on an object neither owns yet.
-    claims: frozenset[ResourceKey] = frozenset()
 
 
 class ClusterAdapter(Protocol):
@@ -72,19 +60,22 @@ class ClusterAdapter(Protocol):
     def delete(self, info: KindInfo, key: ResourceKey) -> None:
         """Delete one object; an object already gone is success."""
 
-    def wait_established(self, crd_name: str, timeout: float) -> None:
-        """Wait until a CustomResourceDefinition is Established, then refresh discovery."""
-
-    def load_inventory(self, target: str) -> Inventory:
-        """The inventory stored in the cluster for `target`; empty when none."""
+    def crd_established(self, crd_name: str) -> bool:
+        """Whether a CustomResourceDefinition is Established; if so, discovery is refreshed."""
 
     def load_inventories(
         self, target: str
     ) -> tuple[Inventory, Mapping[str, frozenset[ResourceKey]]]:
         """`target`'s inventory and every other target's keys and claims, in one read."""
 
+    def check_inventory_fits(self, target: str, inventory: Inventory) -> None:
+        """Raise InventoryTooLarge if `inventory` could not be stored (asked before writing)."""
+
     def save_inventory(self, target: str, inventory: Inventory) -> None:
-        """Store the inventory for `target`."""
+        """Store the inventory for `target`; InventoryTooLarge when it cannot be stored."""
+
+    def describe_inventory(self, target: str) -> str:
+        """Where `target`'s inventory is stored, for messages: `ConfigMap ns/name`."""
 
     def request_counts(self) -> Mapping[str, int]:
         """Requests made so far, by verb, for reports and benchmarks."""

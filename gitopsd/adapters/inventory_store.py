@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
-from gitopsd import inventory as inventory_codec
-from gitopsd.adapters.base import Inventory
-from gitopsd.errors import InventoryError
+from gitopsd.errors import InventoryError, InventoryTooLarge
+from gitopsd.inventory import Inventory
 from gitopsd.model import ResourceKey
 
 # A ConfigMap holds at most 1 MiB; leave room for metadata and the hashes' growth.
 MAX_INVENTORY_BYTES = 900 * 1024
 
+FORMAT_VERSION = "1"
+# No part of a key (group, kind, namespace, name) may contain "|" or a line break.
+_SEPARATOR = "|"
 _HASHES_KEY = "applied-hashes.json"
 _REVISION_KEY = "revision"
 _CLAIMS_KEY = "claims.json"
@@ -22,8 +24,30 @@ def inventory_name(target: str) -> str:
     return f"gitopsd-inventory-{target}"
 
 
+def encode_keys(keys: Iterable[ResourceKey]) -> dict[str, str]:
+    """ConfigMap data: a version and one sorted `group|kind|namespace|name` line per object."""
+    lines = [_SEPARATOR.join(_key_tuple(k)) for k in sorted(set(keys))]
+    return {"version": FORMAT_VERSION, "entries": "\n".join(lines)}
+
+
+def decode_keys(data: Mapping[str, str]) -> frozenset[ResourceKey]:
+    """The keys of ConfigMap data from `encode_keys`; empty data is an empty inventory."""
+    if not data:
+        return frozenset()
+    version = data.get("version")
+    if version != FORMAT_VERSION:
+        raise InventoryError(f"inventory format version {version!r} is not {FORMAT_VERSION!r}")
+    keys = set()
+    for number, line in enumerate(data.get("entries", "").splitlines(), start=1):
+        parts = line.split(_SEPARATOR)
+        if len(parts) != 4 or not parts[1] or not parts[3]:
+            raise InventoryError(f"inventory entry {number} is malformed: {line!r}")
+        keys.add(ResourceKey(*parts))
+    return frozenset(keys)
+
+
 def encode_inventory(inventory: Inventory) -> dict[str, str]:
-    data = dict(inventory_codec.encode(inventory.keys))
+    data = encode_keys(inventory.keys)
     hashes = [
         [*_key_tuple(key), digest] for key, digest in sorted(inventory.applied_hashes.items())
     ]
@@ -36,7 +60,7 @@ def encode_inventory(inventory: Inventory) -> dict[str, str]:
 def decode_inventory(data: Mapping[str, str]) -> Inventory:
     """The Inventory stored in `data`; InventoryError when it is damaged."""
     try:
-        keys = inventory_codec.decode(
+        keys = decode_keys(
             {k: v for k, v in data.items() if k not in (_HASHES_KEY, _REVISION_KEY, _CLAIMS_KEY)}
         )
         claims = frozenset(ResourceKey(*key) for key in json.loads(data.get(_CLAIMS_KEY) or "[]"))
@@ -49,14 +73,14 @@ def decode_inventory(data: Mapping[str, str]) -> Inventory:
     return Inventory(keys, hashes, data.get(_REVISION_KEY, ""), claims)
 
 
-def check_size(target: str, keys: frozenset[ResourceKey]) -> None:
-    """InventoryError when the inventory of `keys` would not fit in one ConfigMap."""
-    sample = Inventory(keys, dict.fromkeys(keys, "0" * 64), "0" * 40, keys)
-    size = sum(len(k) + len(v.encode()) for k, v in encode_inventory(sample).items())
+def check_fits(target: str, inventory: Inventory) -> None:
+    """InventoryTooLarge when `inventory` would not fit in one ConfigMap."""
+    size = sum(len(k) + len(v.encode()) for k, v in encode_inventory(inventory).items())
     if size > MAX_INVENTORY_BYTES:
-        raise InventoryError(
-            f"target {target}: {len(keys)} objects need a {size // 1024} KiB inventory, more "
-            f"than a ConfigMap holds ({MAX_INVENTORY_BYTES // 1024} KiB); split the target"
+        raise InventoryTooLarge(
+            f"target {target}: {len(inventory.keys)} objects need a {size // 1024} KiB "
+            f"inventory, more than a ConfigMap holds ({MAX_INVENTORY_BYTES // 1024} KiB); "
+            "split the target"
         )
 
 

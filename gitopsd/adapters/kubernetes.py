@@ -20,11 +20,17 @@ from urllib.parse import quote
 import urllib3
 from kubernetes import client, config
 
-from gitopsd.adapters.base import ApplyResult, Inventory, KindInfo
-from gitopsd.adapters.inventory_store import decode_inventory, encode_inventory, inventory_name
+from gitopsd.adapters.base import ApplyResult, KindInfo
+from gitopsd.adapters.inventory_store import (
+    check_fits,
+    decode_inventory,
+    encode_inventory,
+    inventory_name,
+)
 from gitopsd.adapters.kube_errors import cluster_error, retry_after_seconds
 from gitopsd.config import ClusterSettings
 from gitopsd.errors import ClusterError, InventoryError, NotFoundError, UnavailableError
+from gitopsd.inventory import Inventory
 from gitopsd.model import (
     FIELD_MANAGER,
     MANAGED_BY_LABEL,
@@ -283,31 +289,20 @@ class KubernetesAdapter:
         with contextlib.suppress(NotFoundError):
             self._request("delete", "DELETE", _object_path(info, key), body=body, what=str(key))
 
-    def wait_established(self, crd_name: str, timeout: float) -> None:
+    def crd_established(self, crd_name: str) -> bool:
         info = self.kind_by_group("apiextensions.k8s.io", "CustomResourceDefinition")
         assert info is not None, "every API server serves CustomResourceDefinitions"
         key = ResourceKey("apiextensions.k8s.io", "CustomResourceDefinition", "", crd_name)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            live = self.get(info, key)
-            conditions = (
-                ((live.manifest.get("status") or {}).get("conditions") or []) if live else []
-            )
-            if any(
-                c.get("type") == "Established" and c.get("status") == "True" for c in conditions
-            ):
-                self.refresh_discovery()
-                return
-            time.sleep(0.2)
-        raise ClusterError(f"{key}: not Established after {timeout:.0f}s", retryable=True)
+        live = self.get(info, key)
+        conditions = ((live.manifest.get("status") or {}).get("conditions") or []) if live else []
+        if not any(
+            c.get("type") == "Established" and c.get("status") == "True" for c in conditions
+        ):
+            return False
+        self.refresh_discovery()
+        return True
 
     # -- inventory --------------------------------------------------------
-
-    def load_inventory(self, target: str) -> Inventory:
-        info = self._configmap_kind()
-        key = ResourceKey("", "ConfigMap", self._inventory_namespace, inventory_name(target))
-        live = self.get(info, key)
-        return Inventory() if live is None else _decoded(live, target)
 
     def load_inventories(
         self, target: str
@@ -327,7 +322,14 @@ class KubernetesAdapter:
                 others[owner] = stored.keys | stored.claims
         return own, others
 
+    def check_inventory_fits(self, target: str, inventory: Inventory) -> None:
+        check_fits(target, inventory)
+
+    def describe_inventory(self, target: str) -> str:
+        return f"ConfigMap {self._inventory_namespace}/{inventory_name(target)}"
+
     def save_inventory(self, target: str, inventory: Inventory) -> None:
+        check_fits(target, inventory)
         namespace = {"apiVersion": "v1", "kind": "Namespace",
                      "metadata": {"name": self._inventory_namespace}}  # fmt: skip
         if self.get(self._kind("v1", "Namespace"), _key_of(namespace, "")) is None:

@@ -15,9 +15,8 @@ import pygit2
 from pygit2.enums import FileMode, ObjectType
 
 from gitopsd.errors import PathNotFoundError, SourceError, UnsafeTreeError
-from gitopsd.model import SourceFile
+from gitopsd.model import MANIFEST_SUFFIXES, SourceFile
 
-MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 _MAX_LINK_HOPS = 8
 
 ErrorFactory = Callable[[type[SourceError], str], SourceError]

@@ -35,7 +35,7 @@ current-context: x
     adapter = KubernetesAdapter(ClusterSettings(kubeconfig=kubeconfig), "gitopsd-system")
     try:
         with caplog.at_level(logging.WARNING), pytest.raises(UnavailableError) as raised:
-            adapter.load_inventory("web")
+            adapter.load_inventories("web")
     finally:
         adapter.close()
     assert raised.value.retryable

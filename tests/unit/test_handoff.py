@@ -1,13 +1,15 @@
-"""Ignored fields stay declared with their live value only while gitopsd alone owns them."""
+"""Ignore rules: the fields they take out, and that ignored fields stay declared with their
+live value only while gitopsd alone owns them."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
 
 from gitopsd.config import IgnoreRule
-from gitopsd.handoff import keep_sole_owned
+from gitopsd.handoff import as_applied, keep_sole_owned, parse_pointer, strip_ignored
 from gitopsd.model import DesiredObject, LiveObject, ResourceKey
 
 KEY = ResourceKey("apps", "Deployment", "shop", "web")
@@ -124,3 +126,87 @@ def test_key_of_an_atomic_map_gitopsd_owns_whole_is_kept() -> None:
         "disk": "ssd",
         "zone": "a",
     }
+
+
+WEB_PROD = ResourceKey("apps", "Deployment", "prod", "web")
+DEPLOYMENT = {
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
+    "metadata": {
+        "name": "web",
+        "namespace": "prod",
+        "annotations": {"example.com/owner": "team-a", "odd~key": "x", "keep": "y"},
+    },
+    "spec": {
+        "replicas": 3,
+        "template": {"spec": {"containers": [{"name": "web", "image": "a"}, {"name": "b"}]}},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("pointer", "tokens"),
+    [
+        ("/spec/replicas", ("spec", "replicas")),
+        (
+            "/metadata/annotations/example.com~1owner",
+            ("metadata", "annotations", "example.com/owner"),
+        ),
+        ("/a~0b/c~01", ("a~b", "c~1")),
+        ("", ()),
+    ],
+)
+def test_parse_pointer(pointer: str, tokens: tuple[str, ...]) -> None:
+    assert parse_pointer(pointer) == tokens
+
+
+def test_parse_pointer_refuses_a_relative_pointer() -> None:
+    with pytest.raises(ValueError, match="does not start with '/'"):
+        parse_pointer("spec/replicas")
+
+
+@pytest.mark.parametrize(
+    ("rule", "removed"),
+    [
+        (IgnoreRule("Deployment", ("/spec/replicas",)), ["spec.replicas"]),
+        (
+            IgnoreRule("Deployment", ("/metadata/annotations/example.com~1owner",), group="apps"),
+            ["annotation example.com/owner"],
+        ),
+        (IgnoreRule("Deployment", ("/metadata/annotations/odd~0key",)), ["annotation odd~key"]),
+        (
+            IgnoreRule("Deployment", ("/spec/template/spec/containers/0/image",), name="web"),
+            ["image of container 0"],
+        ),
+        (IgnoreRule("Deployment", ("/spec/absent/deeper", "/spec/template/spec/containers/9")), []),
+        (IgnoreRule("StatefulSet", ("/spec/replicas",)), []),
+        (IgnoreRule("Deployment", ("/spec/replicas",), group="extensions"), []),
+        (IgnoreRule("Deployment", ("/spec/replicas",), name="api"), []),
+        (IgnoreRule("Deployment", ("/spec/replicas",), namespace="staging"), []),
+    ],
+)
+def test_strip_ignored(rule: IgnoreRule, removed: list[str]) -> None:
+    original = copy.deepcopy(DEPLOYMENT)
+
+    result = strip_ignored(DEPLOYMENT, WEB_PROD, [rule])
+
+    assert original == DEPLOYMENT  # the input is never mutated
+    checks = {
+        "spec.replicas": "replicas" in result["spec"],
+        "annotation example.com/owner": "example.com/owner" in result["metadata"]["annotations"],
+        "annotation odd~key": "odd~key" in result["metadata"]["annotations"],
+        "image of container 0": "image" in result["spec"]["template"]["spec"]["containers"][0],
+    }
+    assert [name for name, present in checks.items() if not present] == removed
+    assert result["metadata"]["annotations"]["keep"] == "y"
+
+
+def test_as_applied_strips_ignored_fields_unless_gitopsd_alone_owns_them() -> None:
+    declared = DesiredObject(KEY, {**DESIRED.manifest, "spec": {"replicas": 2}}, "web.yaml#1")
+    other_kind = IgnoreRule(kind="StatefulSet", pointers=("/spec/replicas",))
+
+    assert as_applied(declared, _live(3), [other_kind]) is declared
+    handed_over = as_applied(declared, _live(3, ("hpa", "Update")), [RULE])
+    assert "replicas" not in handed_over.manifest["spec"]
+    kept = as_applied(declared, _live(3, ("gitopsd", "Apply")), [RULE])
+    assert kept.manifest["spec"]["replicas"] == 3  # the live value, not Git's 2

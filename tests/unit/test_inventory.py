@@ -1,82 +1,104 @@
-"""Inventory: what a target owns, its ConfigMap form, and ownership across targets."""
+"""Inventory: what a target owns after a pass, and ownership across targets."""
 
 from __future__ import annotations
 
 import pytest
 
-from gitopsd.errors import InventoryError, OwnershipError
-from gitopsd.inventory import check_ownership, decode, encode, next_inventory, stale
-from gitopsd.model import ResourceKey
+from gitopsd.errors import OwnershipError
+from gitopsd.inventory import Inventory, check_ownership, manifest_hash, next_inventory, upper_bound
+from gitopsd.model import Action, ChangeSet, ChangeSetEntry, DesiredObject, ResourceKey
 
-WEB = ResourceKey("apps", "Deployment", "shop", "web")
+WEB_KEY = ResourceKey("apps", "Deployment", "shop", "web")
 CFG = ResourceKey("", "ConfigMap", "shop", "cfg")
 NS = ResourceKey("", "Namespace", "", "shop")
-ROLE = ResourceKey("rbac.authorization.k8s.io", "ClusterRole", "", "reader")
+WEB = DesiredObject(WEB_KEY, {"kind": "Deployment", "spec": {"replicas": 2}}, "web.yaml#1")
+NEW_HASH = manifest_hash(WEB.manifest)
 
 
-def test_encode_is_stable_and_compact() -> None:
-    data = encode([WEB, CFG, NS, ROLE, WEB])
-
-    assert data == {
-        "version": "1",
-        "entries": "\n".join(
-            [
-                "|ConfigMap|shop|cfg",
-                "|Namespace||shop",
-                "apps|Deployment|shop|web",
-                "rbac.authorization.k8s.io|ClusterRole||reader",
-            ]
-        ),
-    }
-    assert encode([ROLE, NS, CFG, WEB]) == data
+def inv(*keys: ResourceKey, **hashes: str) -> Inventory:
+    applied = {WEB_KEY: hashes["web"]} if "web" in hashes else {}
+    return Inventory(frozenset(keys), applied, "b" * 40, frozenset(keys))
 
 
-@pytest.mark.parametrize(
-    "keys", [frozenset(), frozenset({WEB}), frozenset({WEB, CFG, NS, ROLE})], ids=len
-)
-def test_decode_reverses_encode(keys: frozenset[ResourceKey]) -> None:
-    assert decode(encode(keys)) == keys
+def changes(*entries: tuple[ResourceKey, Action]) -> ChangeSet:
+    return ChangeSet(tuple(ChangeSetEntry(key, action) for key, action in entries))
 
 
-def test_decode_of_a_new_configmap_is_empty() -> None:
-    assert decode({}) == frozenset()
+def test_failed_deletion_stays_in_the_inventory() -> None:
+    result = next_inventory(inv(CFG), [WEB], ChangeSet((ChangeSetEntry(CFG, Action.FAILED),)), "c")
+
+    assert CFG in result.keys
+    assert result.keys == {WEB_KEY, CFG}
+    assert result.claims == {WEB_KEY}
+    assert result.revision == "c"
 
 
 @pytest.mark.parametrize(
-    ("data", "message"),
+    ("action", "kept"),
     [
-        ({"version": "2", "entries": ""}, "inventory format version '2' is not '1'"),
-        ({"entries": "|ConfigMap|shop|cfg"}, "inventory format version None is not '1'"),
-        (
-            {"version": "1", "entries": "|ConfigMap|shop|cfg\nbroken"},
-            "inventory entry 2 is malformed",
-        ),
-        ({"version": "1", "entries": "apps||shop|web"}, "inventory entry 1 is malformed"),
+        (Action.PRUNED, False),
+        (Action.FAILED, True),
+        (Action.SKIPPED, True),  # interrupted by shutdown: tried again next pass
     ],
 )
-def test_decode_refuses_what_it_cannot_read(data: dict[str, str], message: str) -> None:
-    with pytest.raises(InventoryError, match=message):
-        decode(data)
+def test_undeclared_objects_stay_only_while_their_deletion_did_not_happen(
+    action: Action, kept: bool
+) -> None:
+    result = next_inventory(inv(WEB_KEY, CFG), [WEB], changes((CFG, action)), "c")
+
+    assert (CFG in result.keys) is kept
 
 
-def test_stale_is_owned_but_no_longer_declared() -> None:
-    assert stale(frozenset({WEB, CFG, NS}), iter([WEB, ROLE])) == frozenset({CFG, NS})
-    assert stale(frozenset(), [WEB]) == frozenset()
+def test_undeclared_object_without_a_deletion_is_dropped() -> None:
+    # Already gone, left alone by prune (kept), or prune disabled: no longer tracked.
+    result = next_inventory(inv(WEB_KEY, CFG, NS), [WEB], changes((NS, Action.KEPT)), "c")
+
+    assert result.keys == {WEB_KEY}
 
 
-def test_failed_deletions_stay_in_the_inventory() -> None:
-    previous = frozenset({WEB, CFG, NS})
+@pytest.mark.parametrize(
+    ("entries", "digest"),
+    [
+        pytest.param((), NEW_HASH, id="in sync"),
+        pytest.param(((WEB_KEY, Action.CORRECTED),), NEW_HASH, id="written"),
+        pytest.param(((WEB_KEY, Action.UNCHANGED),), NEW_HASH, id="dry-run equal to live"),
+        pytest.param(((WEB_KEY, Action.FAILED),), "old", id="failed"),
+        pytest.param(((WEB_KEY, Action.SKIPPED),), "old", id="skipped"),
+    ],
+)
+def test_objects_not_reached_keep_their_old_hash(
+    entries: tuple[tuple[ResourceKey, Action], ...], digest: str
+) -> None:
+    result = next_inventory(inv(WEB_KEY, web="old"), [WEB], changes(*entries), "c")
 
-    result = next_inventory(previous, [WEB, ROLE], failed_deletions=[CFG])
+    assert result.applied_hashes == {WEB_KEY: digest}
 
-    assert result == frozenset({WEB, ROLE, CFG})
+
+def test_new_object_not_reached_has_no_hash() -> None:
+    result = next_inventory(inv(), [WEB], changes((WEB_KEY, Action.FAILED)), "c")
+
+    assert result.keys == {WEB_KEY}
+    assert result.applied_hashes == {}
+
+
+def test_only_a_new_revision_leaves_the_inventory_as_it_was() -> None:
+    previous = inv(WEB_KEY, web=NEW_HASH)
+
+    assert next_inventory(previous, [WEB], ChangeSet(), "c") is previous
+
+
+def test_upper_bound_holds_every_key_with_a_hash() -> None:
+    bound = upper_bound(inv(CFG), [WEB_KEY])
+
+    assert bound.keys == bound.claims == {CFG, WEB_KEY}
+    assert set(bound.applied_hashes) == {CFG, WEB_KEY}
 
 
 def test_check_ownership_names_both_targets() -> None:
-    others = {"shop": frozenset({WEB}), "billing": frozenset({CFG, NS}), "web": frozenset()}
+    others = {"shop": frozenset({WEB_KEY}), "billing": frozenset({CFG, NS}), "web": frozenset()}
 
     with pytest.raises(OwnershipError) as caught:
-        check_ownership("shop", [WEB, CFG, NS], others)
+        check_ownership("shop", [WEB_KEY, CFG, NS], others)
 
     message = str(caught.value)
     assert (
@@ -87,4 +109,4 @@ def test_check_ownership_names_both_targets() -> None:
 
 
 def test_check_ownership_passes_when_nothing_is_shared() -> None:
-    check_ownership("shop", [WEB], {"shop": frozenset({WEB}), "billing": frozenset({CFG})})
+    check_ownership("shop", [WEB_KEY], {"shop": frozenset({WEB_KEY}), "billing": frozenset({CFG})})

@@ -1,4 +1,4 @@
-"""Normalization: ignore rules, Secret handling, projection and canonical spellings."""
+"""Normalization: Secret handling, projection and canonical spellings."""
 
 from __future__ import annotations
 
@@ -9,95 +9,19 @@ from typing import Any
 
 import pytest
 
-from gitopsd.config import IgnoreRule
-from gitopsd.model import ResourceKey
 from gitopsd.normalize import (
     LAST_APPLIED_ANNOTATION,
     canonical,
-    parse_pointer,
     project,
     redact_secret,
     secret_string_data_to_data,
-    strip_ignored,
 )
 from tests.unit._data import cases
-
-WEB = ResourceKey("apps", "Deployment", "prod", "web")
-DEPLOYMENT = {
-    "apiVersion": "apps/v1",
-    "kind": "Deployment",
-    "metadata": {
-        "name": "web",
-        "namespace": "prod",
-        "annotations": {"example.com/owner": "team-a", "odd~key": "x", "keep": "y"},
-    },
-    "spec": {
-        "replicas": 3,
-        "template": {"spec": {"containers": [{"name": "web", "image": "a"}, {"name": "b"}]}},
-    },
-}
 
 
 @pytest.mark.parametrize("case", cases("canonical_cases.yaml"))
 def test_canonical_table(case: dict[str, Any]) -> None:
     assert (canonical(case["a"]) == canonical(case["b"])) is case["equal"]
-
-
-@pytest.mark.parametrize(
-    ("pointer", "tokens"),
-    [
-        ("/spec/replicas", ("spec", "replicas")),
-        (
-            "/metadata/annotations/example.com~1owner",
-            ("metadata", "annotations", "example.com/owner"),
-        ),
-        ("/a~0b/c~01", ("a~b", "c~1")),
-        ("", ()),
-    ],
-)
-def test_parse_pointer(pointer: str, tokens: tuple[str, ...]) -> None:
-    assert parse_pointer(pointer) == tokens
-
-
-def test_parse_pointer_refuses_a_relative_pointer() -> None:
-    with pytest.raises(ValueError, match="does not start with '/'"):
-        parse_pointer("spec/replicas")
-
-
-@pytest.mark.parametrize(
-    ("rule", "removed"),
-    [
-        (IgnoreRule("Deployment", ("/spec/replicas",)), ["spec.replicas"]),
-        (
-            IgnoreRule("Deployment", ("/metadata/annotations/example.com~1owner",), group="apps"),
-            ["annotation example.com/owner"],
-        ),
-        (IgnoreRule("Deployment", ("/metadata/annotations/odd~0key",)), ["annotation odd~key"]),
-        (
-            IgnoreRule("Deployment", ("/spec/template/spec/containers/0/image",), name="web"),
-            ["image of container 0"],
-        ),
-        (IgnoreRule("Deployment", ("/spec/absent/deeper", "/spec/template/spec/containers/9")), []),
-        (IgnoreRule("StatefulSet", ("/spec/replicas",)), []),
-        (IgnoreRule("Deployment", ("/spec/replicas",), group="extensions"), []),
-        (IgnoreRule("Deployment", ("/spec/replicas",), name="api"), []),
-        (IgnoreRule("Deployment", ("/spec/replicas",), namespace="staging"), []),
-    ],
-)
-def test_strip_ignored(rule: IgnoreRule, removed: list[str]) -> None:
-    original = copy.deepcopy(DEPLOYMENT)
-
-    result = strip_ignored(DEPLOYMENT, WEB, [rule])
-
-    assert original == DEPLOYMENT  # the input is never mutated
-    checks = {
-        "spec.replicas": "replicas" in result["spec"],
-        "annotation example.com/owner": "example.com/owner" in result["metadata"]["annotations"],
-        "annotation odd~key": "odd~key" in result["metadata"]["annotations"],
-        "image of container 0": "image" in result["spec"]["template"]["spec"]["containers"][0],
-    }
-    assert [name for name, present in checks.items() if not present] == removed
-    assert result["metadata"]["annotations"]["keep"] == "y"
 
 
 def _b64(text: str) -> str:

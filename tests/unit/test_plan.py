@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from gitopsd.config import IgnoreRule
+from gitopsd.inventory import manifest_hash
 from gitopsd.model import (
     MANAGED_BY_LABEL,
     PRUNE_ANNOTATION,
@@ -18,7 +19,7 @@ from gitopsd.model import (
     ResourceKey,
     StepKind,
 )
-from gitopsd.plan import make_plan, manifest_hash, order_key
+from gitopsd.plan import make_plan, order_key
 from tests.unit._data import desired, key_of, live
 
 OURS = {MANAGED_BY_LABEL: "gitopsd", TARGET_LABEL: "shop"}

@@ -49,12 +49,16 @@ def test_key_covers_every_render_setting() -> None:
         replace(TARGET, name="api"),
         replace(TARGET, namespace="other"),
         replace(TARGET, source=replace(TARGET.source, path="api")),
-        replace(TARGET, ignore=(IgnoreRule(kind="Deployment", pointers=("/spec/replicas",)),)),
         replace(TARGET, source=replace(TARGET.source, max_file_bytes=10)),
         replace(TARGET, cluster=replace(TARGET.cluster, context="other")),
     ]
     keys = {cache_key(variant, COMMIT) for variant in variants}
     assert base not in keys and len(keys) == len(variants)
+
+
+def test_ignore_rules_are_not_part_of_a_render() -> None:
+    rule = IgnoreRule(kind="Deployment", pointers=("/spec/replicas",))
+    assert cache_key(replace(TARGET, ignore=(rule,)), COMMIT) == cache_key(TARGET, COMMIT)
 
 
 def test_damaged_file_is_a_miss(tmp_path: Path) -> None:
