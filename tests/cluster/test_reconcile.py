@@ -249,6 +249,9 @@ def test_ignore_rule_leaves_replicas_to_another_controller(rig: Rig, api_client:
 
     assert result.outcome is PassOutcome.IN_SYNC, result.error
     assert result.changes.entries == ()
+    # The drift the rule hides is still known to the plan, never corrected.
+    assert result.plan is not None
+    assert [report.field_paths for report in result.plan.ignored] == [("spec.replicas",)]
     assert _apps(api_client).read_namespaced_deployment("web", rig.namespace).spec.replicas == 7
     assert [d for d in rig.journal.drifts() if d["kind"] == "Deployment" and
             d["action"] != "created"] == []  # fmt: skip
