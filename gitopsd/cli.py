@@ -27,7 +27,7 @@ import structlog
 from gitopsd import __version__, logs
 from gitopsd.config import Config, TargetSettings, load_config
 from gitopsd.configread import parse_duration
-from gitopsd.errors import ConfigError, GitopsdError, LockError
+from gitopsd.errors import ConfigError, GitopsdError, LockError, StateError
 from gitopsd.lock import StateLock
 from gitopsd.passresult import PassOutcome, PassResult, failure_line
 
@@ -54,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), EXIT_USAGE)
     except LockError as exc:
         return _fail(str(exc), EXIT_LOCKED)
+    except StateError as exc:  # the state directory cannot be used: disk full, read-only, ...
+        return _fail(str(exc), EXIT_FAILED)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,10 +172,7 @@ def _state(config: Config, *, wait: bool) -> Iterator[tuple[Config, Journal]]:
 def _open_journal(state_dir: Path) -> Journal:
     from gitopsd.journal import Journal
 
-    try:
-        return Journal.open(state_dir)
-    except Exception as exc:  # sqlite3 or OS errors: the state directory is unusable
-        raise ConfigError(f"cannot open the journal in {state_dir}: {exc}") from exc
+    return Journal.open(state_dir)  # a StateError names the file and the fix
 
 
 def runner_factory() -> RunnerFactory:

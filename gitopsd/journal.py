@@ -7,12 +7,18 @@ a file, not a log stream. Values arrive already redacted (see normalize).
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from gitopsd.errors import StateError
 from gitopsd.model import ChangeSetEntry
+
+FILE_NAME = "journal.sqlite"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS passes (
@@ -52,24 +58,55 @@ CREATE INDEX IF NOT EXISTS drifts_target_time ON drifts (target, time);
 """
 
 
-class Journal:
-    """Append-only record of passes and drifts."""
+@contextmanager
+def _translated(path: Path) -> Iterator[None]:
+    """SQLite's and the OS's errors as a StateError naming the journal and the fix."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StateError(path, f"{exc}{_file_system_state(path)}") from exc
+    except OSError as exc:
+        raise StateError(exc.filename or path, exc.strerror or str(exc)) from exc
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+
+def _file_system_state(path: Path) -> str:
+    """What the file system says, for SQLite's vaguer errors ('disk I/O error')."""
+    try:
+        stats = os.statvfs(path.parent)
+    except OSError:
+        return ""
+    if stats.f_flag & os.ST_RDONLY:
+        return " (read-only file system)"
+    free = stats.f_bfree if os.geteuid() == 0 else stats.f_bavail  # root may use reserved
+    return " (no space left on device)" if free == 0 else ""
+
+
+class Journal:
+    """Append-only record of passes and drifts; every failure is a StateError."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         self._db = connection
+        self._path = path
         self._lock = threading.Lock()
 
     @classmethod
     def open(cls, state_dir: Path) -> Journal:
         """Open (creating if needed) `journal.sqlite` in the state directory."""
-        state_dir.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(state_dir / "journal.sqlite", check_same_thread=False)
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.executescript(_SCHEMA)
-        return cls(connection)
+        path = state_dir / FILE_NAME
+        with _translated(path):
+            state_dir.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(path, check_same_thread=False)
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.executescript(_SCHEMA)
+            except BaseException:
+                connection.close()
+                raise
+        return cls(connection, path)
 
     def close(self) -> None:
-        self._db.close()
+        with _translated(self._path):
+            self._db.close()
 
     def record_pass(
         self,
@@ -84,7 +121,7 @@ class Journal:
         drifts: list[tuple[float, ChangeSetEntry]],
     ) -> None:
         """Store one pass and the drift entries it found, atomically."""
-        with self._lock, self._db:
+        with _translated(self._path), self._lock, self._db:
             cursor = self._db.execute(
                 "INSERT INTO passes (target, revision, outcome, started_at, duration_seconds,"
                 " writes, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -96,20 +133,12 @@ class Journal:
                 [_drift_row(cursor.lastrowid, target, revision, at, e) for at, e in drifts],
             )
 
-    def record_event(self, *, target: str, at: float, event: str, detail: dict[str, Any]) -> None:
-        """Store one event that is neither a pass nor a drift (a history rewrite)."""
-        with self._lock, self._db:
-            self._db.execute(
-                "INSERT INTO events (target, time, event, detail) VALUES (?, ?, ?, ?)",
-                (target, at, event, json.dumps(detail)),
-            )
-
     def record_event_once(
         self, *, target: str, at: float, event: str, detail: dict[str, Any]
     ) -> None:
-        """Like record_event, unless the same event is already there (another run saw it)."""
+        """Store one other event (a history rewrite), unless another run stored it already."""
         encoded = json.dumps(detail)
-        with self._lock, self._db:
+        with _translated(self._path), self._lock, self._db:
             seen = self._db.execute(
                 "SELECT 1 FROM events WHERE target = ? AND event = ? AND detail = ?",
                 (target, event, encoded),
@@ -151,7 +180,7 @@ class Journal:
             clauses.append(f"{time_column} >= ?")
             params.append(since)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        with self._lock:
+        with _translated(self._path), self._lock:
             cursor = self._db.execute(
                 f"SELECT * FROM {table}{where} ORDER BY {time_column}, id", params
             )

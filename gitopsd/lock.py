@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from types import TracebackType
 
-from gitopsd.errors import LockError
+from gitopsd.errors import LockError, StateError
 
 LOCK_NAME = "gitopsd.lock"
 
@@ -25,12 +25,16 @@ class StateLock:
         self._fd: int | None = None
 
     def acquire(self, *, wait: bool = False) -> None:
-        """Take the lock; LockError at once when another process holds it and `wait` is False."""
+        """Take the lock; LockError at once when another process holds it and `wait` is False.
+
+        Only that is a LockError (exit 4, not restarted by systemd); a lock file that cannot
+        be made or written is a StateError naming it (a full disk, a read-only mount).
+        """
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
-            raise LockError(f"cannot open the lock file {self.path}: {exc.strerror}") from exc
+            raise StateError(self.path, exc.strerror or str(exc)) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -40,8 +44,15 @@ class StateLock:
                 f"another gitopsd{holder} is using the state directory {self.path.parent}; "
                 "use --wait-lock to wait for it"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as exc:  # ENOLCK: a file system without locks (some NFS mounts)
+            os.close(fd)
+            raise StateError(self.path, exc.strerror or str(exc)) from exc
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as exc:
+            os.close(fd)
+            raise StateError(self.path, exc.strerror or str(exc)) from exc
         self._fd = fd
 
     def release(self) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from gitopsd import __version__
 from gitopsd.config import TargetSettings
+from gitopsd.errors import StateError
 from gitopsd.model import DesiredObject, ResourceKey
 
 _FORMAT = 1
@@ -58,16 +59,25 @@ class RenderCache:
             return None  # a cache is only ever an optimisation: render again
 
     def put(self, key: str, objects: Sequence[DesiredObject]) -> None:
-        """Replace the stored render atomically; readable by the owner only."""
-        self._file.parent.mkdir(parents=True, exist_ok=True)
+        """Replace the stored render atomically; readable by the owner only.
+
+        A StateError when it cannot be written: the disk or mount that refuses the cache
+        also refuses the journal and the mirrors, so it is reported here, by path.
+        """
         payload = {"key": key, "objects": [_item(obj) for obj in objects]}
-        fd, temporary = tempfile.mkstemp(dir=self._file.parent, prefix=".render-")
+        try:
+            self._file.parent.mkdir(parents=True, exist_ok=True)
+            fd, temporary = tempfile.mkstemp(dir=self._file.parent, prefix=".render-")
+        except OSError as exc:
+            raise StateError(self._file, exc.strerror or str(exc)) from exc
         try:
             with os.fdopen(fd, "w") as out:
                 json.dump(payload, out, separators=(",", ":"))
             os.replace(temporary, self._file)
-        except BaseException:
+        except BaseException as exc:
             Path(temporary).unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise StateError(self._file, exc.strerror or str(exc)) from exc
             raise
 
 
