@@ -83,8 +83,8 @@ def apply_plan(
     confirmed = replace(plan, steps=tuple(steps))
     if options.dry_run:
         return Applied(ChangeSet(tuple(entries)), confirmed)
-    refused = stages.write(steps, deferred, entries)
-    changes = ChangeSet(tuple(entries))
+    written, refused = stages.write(steps, deferred)
+    changes = ChangeSet((*entries, *written))
     return Applied(changes, confirmed, refused or _incomplete(options.target, changes, stop))
 
 
@@ -198,13 +198,11 @@ class _Stages:
     # -- writes -----------------------------------------------------------
 
     def write(
-        self,
-        steps: Sequence[PlanStep],
-        deferred: frozenset[ResourceKey],
-        entries: list[ChangeSetEntry],
-    ) -> ReconcileError | None:
-        """Write stage by stage into `entries`; the refusal of a `deferred` write, checked once
-        Namespaces and CRDs exist, ends the pass there with the rest SKIPPED."""
+        self, steps: Sequence[PlanStep], deferred: frozenset[ResourceKey]
+    ) -> tuple[list[ChangeSetEntry], ReconcileError | None]:
+        """Write stage by stage: an entry per step, and the refusal of a `deferred` write,
+        checked once Namespaces and CRDs exist, which ends the pass there (the rest SKIPPED)."""
+        entries: list[ChangeSetEntry] = []
         stages = _stages(steps)
         for number, batch in enumerate(stages):
             if number == Tier.CLUSTER:  # the second stage: Namespaces and CRDs now exist
@@ -212,11 +210,11 @@ class _Stages:
                 if refused is not None:
                     why = "not written: the revision was refused"
                     entries += [_skipped(s, why) for later in stages[number:] for s in later]
-                    return refused
+                    return entries, refused
             entries += self._map(self._write_one, batch)
             if number == Tier.DEFINITIONS:
                 entries += self._wait_for_crds(batch)
-        return None
+        return entries, None
 
     def _validate_late(self, steps: Sequence[PlanStep]) -> ReconcileError | None:
         """Dry-run what could not be checked before this pass's Namespaces and CRDs existed."""
