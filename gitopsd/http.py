@@ -1,15 +1,26 @@
 """The HTTP listener: /healthz, /readyz, /metrics, /status and the sync webhook.
 
 The standard library's threading server is enough for a handful of probes a
-minute; it runs in a daemon thread beside the scheduler.
+minute; it runs in a daemon thread beside the scheduler. Anyone who can reach
+the port can open connections without a secret, so the server holds a bounded
+number of them, each with a deadline to send its request, and keeps clear of the
+open files that passes need: 1,021 idle connections used to starve every pass
+of file descriptors and time out /healthz.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
+import resource
+import socket
+import sys
 import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
@@ -24,6 +35,11 @@ SECRET_HEADER = "X-Gitopsd-Secret"
 # GitHub, Gitea and Forgejo sign the body with the shared secret instead of sending it.
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 MAX_BODY = 1024 * 1024
+MAX_CONNECTIONS = 64  # probes, scrapes and webhooks need a handful at a time
+REQUEST_TIMEOUT = 10.0  # seconds to send a whole request; also bounds each read and write
+FD_RESERVE = 512  # open files the listener leaves to passes (mirrors, API connections, journal)
+LISTEN_BACKLOG = 128  # a burst waits in the kernel while every connection is busy
+_FULL_WARNING_EVERY = 60.0
 
 
 class Backend(Protocol):
@@ -40,9 +56,24 @@ class HttpListener:
     """Serves `backend` on (address, port) from a background thread."""
 
     def __init__(self, backend: Backend, address: str, port: int) -> None:
-        handler = type("Handler", (_Handler,), {"backend": backend})
-        self._server = ThreadingHTTPServer((address, port), handler)
-        self._server.daemon_threads = True
+        open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        limit = connection_limit(MAX_CONNECTIONS, open_files)
+        if limit < MAX_CONNECTIONS:
+            wanted = MAX_CONNECTIONS + FD_RESERVE
+            log.warning(
+                "http_connections_capped",
+                max_connections=limit,
+                open_files_limit=open_files,
+                fix=f"raise the open-files limit to at least {wanted} (LimitNOFILE)",
+            )
+        self._connections = Connections(limit, REQUEST_TIMEOUT)
+        attributes = {
+            "backend": backend,
+            "connections": self._connections,
+            "timeout": REQUEST_TIMEOUT,
+        }
+        handler = type("Handler", (_Handler,), attributes)
+        self._server = _Server((address, port), handler, self._connections)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="gitopsd-http", daemon=True
         )
@@ -53,18 +84,165 @@ class HttpListener:
 
     def start(self) -> None:
         self._thread.start()
-        log.info("http_listening", address=self._server.server_address[0], port=self.port)
+        log.info(
+            "http_listening",
+            address=self._server.server_address[0],
+            port=self.port,
+            max_connections=self._connections.limit,
+        )
 
     def stop(self) -> None:
+        self._connections.close()  # the accept loop may be waiting for room
         self._server.shutdown()
         self._server.server_close()
 
 
+def connection_limit(wanted: int, open_files: int) -> int:
+    """How many connections the listener may hold: `wanted`, never into the passes' reserve."""
+    if open_files == resource.RLIM_INFINITY:
+        return wanted
+    return max(1, min(wanted, open_files - FD_RESERVE))
+
+
+class Shutdownable(Protocol):
+    def shutdown(self, how: int, /) -> None: ...
+
+
+@dataclass
+class _Connection:
+    opened: float
+    reading: bool = True  # still sending its request: gives way to newcomers
+    evicted: bool = False  # shut down; counted until its thread has closed it
+
+
+class Connections:
+    """The listener's open connections: at most `limit`, each with `timeout` to send its request.
+
+    When full, the connection that has spent longest sending its request gives way,
+    so idle or trickling clients cannot lock out probes, which send theirs at once.
+    """
+
+    def __init__(
+        self, limit: int, timeout: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit, self.timeout = limit, timeout
+        self._clock = clock
+        self._open: dict[Shutdownable, _Connection] = {}  # in order of arrival
+        self._changed = threading.Condition()
+        self._closed = False
+        self._warned_at: float | None = None
+
+    def admit(self, sock: Shutdownable) -> bool:
+        """Take `sock` in, making room if full; False refuses it (all busy, or closing)."""
+        deadline = self._clock() + self.timeout
+        with self._changed:
+            while len(self._open) >= self.limit and not self._closed:
+                self._warn_full()
+                if not self._evicting() and self._evict_oldest_reader():
+                    continue  # it may be closed already: look again before waiting
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    log.warning("http_connection_refused", reason="every connection is busy")
+                    return False
+                self._changed.wait(remaining)
+            if self._closed:
+                return False
+            self._open[sock] = _Connection(self._clock())
+            return True
+
+    def request_read(self, sock: Shutdownable) -> None:
+        """`sock` has sent its whole request: it is no longer evicted for newcomers."""
+        with self._changed:
+            if (connection := self._open.get(sock)) is not None:
+                connection.reading = False
+
+    def release(self, sock: Shutdownable) -> None:
+        with self._changed:
+            self._open.pop(sock, None)
+            self._changed.notify_all()
+
+    def expire(self) -> None:
+        """Shut connections that have not sent their request within the timeout."""
+        now = self._clock()
+        with self._changed:
+            for sock, connection in self._open.items():
+                if connection.reading and now - connection.opened > self.timeout:
+                    self._evict(sock, connection, "request_timeout")
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+    def _evicting(self) -> bool:
+        return any(connection.evicted for connection in self._open.values())
+
+    def _evict_oldest_reader(self) -> bool:
+        for sock, connection in self._open.items():
+            if connection.reading and not connection.evicted:
+                self._evict(sock, connection, "connection_limit")
+                return True
+        return False
+
+    def _evict(self, sock: Shutdownable, connection: _Connection, reason: str) -> None:
+        if connection.evicted:
+            return
+        connection.evicted = True
+        log.debug("http_connection_closed", reason=reason)
+        # shutdown, not close: the handler's thread owns the descriptor; its blocked read
+        # returns at once and it closes the socket itself.
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+    def _warn_full(self) -> None:
+        now = self._clock()
+        if self._warned_at is None or now - self._warned_at >= _FULL_WARNING_EVERY:
+            self._warned_at = now
+            log.warning("http_connections_full", max_connections=self.limit)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        connections: Connections,
+    ) -> None:
+        self.connections = connections
+        super().__init__(address, handler)
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        return self.connections.admit(request)
+
+    def shutdown_request(self, request: Any) -> None:
+        # Forgotten before it is closed, so an eviction never shuts a reused descriptor.
+        self.connections.release(request)
+        super().shutdown_request(request)
+
+    def service_actions(self) -> None:
+        self.connections.expire()  # the accept loop calls this at least every half second
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # The standard handler prints a traceback to stderr, breaking the JSON log, for
+        # every client that hangs up mid-request; that is the client's business.
+        error = sys.exc_info()[1]
+        client = client_address[0] if isinstance(client_address, tuple) else str(client_address)
+        if isinstance(error, OSError):
+            log.debug("http_client_error", client=client, error=f"{type(error).__name__}: {error}")
+        else:
+            log.error("http_handler_failed", client=client, exc_info=True)
+
+
 class _Handler(BaseHTTPRequestHandler):
     backend: Backend
+    connections: Connections
     server_version = "gitopsd"
 
     def do_GET(self) -> None:
+        self.connections.request_read(self.request)
         path = urlsplit(self.path).path
         if path == "/healthz":
             self._send(HTTPStatus.OK, b"ok\n")
@@ -94,6 +272,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         if body is None:
             return
+        self.connections.request_read(self.request)
         if not self._authorized(secret, body):
             log.warning("webhook_refused", client=self.client_address[0])
             self._send(HTTPStatus.UNAUTHORIZED, b"bad or missing secret\n")
@@ -117,7 +296,11 @@ class _Handler(BaseHTTPRequestHandler):
         if not 0 <= length <= MAX_BODY:
             self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b"body too large\n")
             return None
-        return self.rfile.read(length)
+        body = self.rfile.read(length)
+        if len(body) < length:  # the client hung up mid-body: nobody to answer
+            log.debug("http_client_error", client=self.client_address[0], error="body cut short")
+            return None
+        return body
 
     def _authorized(self, secret: str, body: bytes) -> bool:
         given = self.headers.get(SECRET_HEADER)
