@@ -209,8 +209,12 @@ class Reconciler:
                 unknown.add((api_version, kind))
             return None if info is None else info.namespaced
 
-        declared = render(files, default_namespace=self.target.namespace,
-                          target=self.target.name, namespaced=namespaced)  # fmt: skip
+        declared = render(
+            files,
+            default_namespace=self.target.namespace,
+            target=self.target.name,
+            namespaced=namespaced,
+        )
         # A commit renders the same again, unless a kind was unknown (a CRD not yet applied).
         if not unknown:
             self._rendered = (revision.commit, declared)

@@ -29,9 +29,11 @@ from gitopsd.adapters.inventory_store import (
 )
 from gitopsd.adapters.kube_errors import cluster_error, retry_after_seconds
 from gitopsd.config import ClusterSettings
+from gitopsd.configread import FILE_ERRORS, file_problem
 from gitopsd.errors import ClusterError, InventoryError, NotFoundError, UnavailableError
 from gitopsd.inventory import Inventory
 from gitopsd.model import (
+    CRD_KIND,
     FIELD_MANAGER,
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
@@ -97,9 +99,10 @@ class KubernetesAdapter:
     def __init__(self, settings: ClusterSettings, inventory_namespace: str) -> None:
         try:
             self._api = client.ApiClient(_configuration(settings))
-        except (config.ConfigException, OSError) as error:
+        except (config.ConfigException, *FILE_ERRORS) as error:
             where = settings.kubeconfig or "the in-cluster service account"
-            raise ClusterError(f"cannot load cluster credentials from {where}: {error}") from error
+            problem = f"cannot load cluster credentials from {where}: {file_problem(error)}"
+            raise ClusterError(problem) from error
         self._limiter = RateLimiter(settings.qps, settings.burst)
         self._inventory_namespace = inventory_namespace
         self._kinds: dict[tuple[str, str], list[KindInfo]] | None = None
@@ -245,9 +248,12 @@ class KubernetesAdapter:
         token = ""
         while True:
             page = self._request(
-                "list", "GET", path, query=[*query, ("limit", "2000"), *_continue(token)],
+                "list",
+                "GET",
+                path,
+                query=[*query, ("limit", "2000"), *_continue(token)],
                 what=f"list {info.kind}",
-            )  # fmt: skip
+            )
             for item in page.get("items", []):
                 item.setdefault("apiVersion", info.api_version)
                 item.setdefault("kind", info.kind)
@@ -278,9 +284,14 @@ class KubernetesAdapter:
             query.append(("dryRun", "All"))
         verb = "dry-run-apply" if dry_run else "apply"
         result = self._request(
-            verb, "PATCH", _object_path(info, key), query=query, body=manifest,
-            content_type="application/apply-patch+yaml", what=str(key),
-        )  # fmt: skip
+            verb,
+            "PATCH",
+            _object_path(info, key),
+            query=query,
+            body=manifest,
+            content_type="application/apply-patch+yaml",
+            what=str(key),
+        )
         return ApplyResult(result)
 
     def delete(self, info: KindInfo, key: ResourceKey) -> None:
@@ -290,9 +301,9 @@ class KubernetesAdapter:
             self._request("delete", "DELETE", _object_path(info, key), body=body, what=str(key))
 
     def crd_established(self, crd_name: str) -> bool:
-        info = self.kind_by_group("apiextensions.k8s.io", "CustomResourceDefinition")
+        info = self.kind_by_group(*CRD_KIND)
         assert info is not None, "every API server serves CustomResourceDefinitions"
-        key = ResourceKey("apiextensions.k8s.io", "CustomResourceDefinition", "", crd_name)
+        key = ResourceKey(*CRD_KIND, "", crd_name)
         live = self.get(info, key)
         conditions = ((live.manifest.get("status") or {}).get("conditions") or []) if live else []
         if not any(
@@ -330,8 +341,11 @@ class KubernetesAdapter:
 
     def save_inventory(self, target: str, inventory: Inventory) -> None:
         check_fits(target, inventory)
-        namespace = {"apiVersion": "v1", "kind": "Namespace",
-                     "metadata": {"name": self._inventory_namespace}}  # fmt: skip
+        namespace = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": self._inventory_namespace},
+        }
         if self.get(self._kind("v1", "Namespace"), _key_of(namespace, "")) is None:
             self.apply(namespace, dry_run=False, force=True)
         body = {

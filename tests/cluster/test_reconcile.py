@@ -45,11 +45,15 @@ def test_first_sync_creates_everything_then_passes_write_nothing(rig: Rig, api_c
         assert first.outcome is PassOutcome.CONVERGED, first.error
         created = {(e.key.kind, e.key.name) for e in first.changes.entries}
         assert created == {
-            ("ConfigMap", "settings"), ("Secret", "credentials"), ("Service", "web"),
-            ("Deployment", "web"), ("Namespace", f"extra-{rig.unique}"),
-            ("ClusterRole", f"reader-{rig.unique}"), ("Gadget", "first"),
+            ("ConfigMap", "settings"),
+            ("Secret", "credentials"),
+            ("Service", "web"),
+            ("Deployment", "web"),
+            ("Namespace", f"extra-{rig.unique}"),
+            ("ClusterRole", f"reader-{rig.unique}"),
+            ("Gadget", "first"),
             ("CustomResourceDefinition", f"gadgets.g-{rig.unique}.test.gitopsd.io"),
-        }  # fmt: skip
+        }
         assert all(e.action is Action.CREATED for e in first.changes.entries)
         deployment = _apps(api_client).read_namespaced_deployment("web", rig.namespace)
         assert deployment.metadata.labels["gitopsd.io/target"] == rig.settings.name
@@ -72,11 +76,13 @@ def test_first_sync_creates_everything_then_passes_write_nothing(rig: Rig, api_c
 
 def _delete_cluster_scoped(api_client: Any, unique: str) -> None:
     for delete, name in (
-        (client.ApiextensionsV1Api(api_client).delete_custom_resource_definition,
-         f"gadgets.g-{unique}.test.gitopsd.io"),
+        (
+            client.ApiextensionsV1Api(api_client).delete_custom_resource_definition,
+            f"gadgets.g-{unique}.test.gitopsd.io",
+        ),
         (client.RbacAuthorizationV1Api(api_client).delete_cluster_role, f"reader-{unique}"),
         (_core(api_client).delete_namespace, f"extra-{unique}"),
-    ):  # fmt: skip
+    ):
         try:
             delete(name)
         except client.ApiException as error:
@@ -145,8 +151,9 @@ def test_removed_file_is_pruned_but_foreign_lookalike_is_kept(rig: Rig, api_clie
 
     assert result.outcome is PassOutcome.CONVERGED, result.error
     assert [(e.key.name, e.action) for e in result.changes.entries] == [("doomed", Action.PRUNED)]
-    names = {cm.metadata.name for cm in _core(api_client).list_namespaced_config_map(
-        rig.namespace).items}  # fmt: skip
+    names = {
+        cm.metadata.name for cm in _core(api_client).list_namespaced_config_map(rig.namespace).items
+    }
     assert "doomed" not in names
     assert {"lookalike", "settings"} <= names
     assert [d["name"] for d in _drifts(rig, "pruned")] == ["doomed"]
@@ -156,9 +163,10 @@ def test_revision_with_one_invalid_object_writes_nothing(rig: Rig, api_client: A
     _mixed(rig)
     assert rig.run().outcome is PassOutcome.CONVERGED
     rig.source.files["app/mixed.yaml"] = (
-        read_testdata("mixed.yaml", ID=rig.unique).replace("color: blue", "color: green")
+        read_testdata("mixed.yaml", ID=rig.unique)
+        .replace("color: blue", "color: green")
         .replace("replicas: 2", "replicas: 3")
-    )  # fmt: skip
+    )
     rig.source.files["bad.yaml"] = (
         "apiVersion: v1\nkind: Service\nmetadata: {name: bad}\nspec: {ports: [{port: 99999}]}\n"
     )
@@ -169,8 +177,10 @@ def test_revision_with_one_invalid_object_writes_nothing(rig: Rig, api_client: A
     assert "Service" in str(result.error) and "bad" in str(result.error)
     assert "99999" in str(result.error) or "port" in str(result.error)
     assert _writes({k: v for k, v in result.requests.items() if k != "dry-run-apply"}) == 0
-    assert _core(api_client).read_namespaced_config_map("settings", rig.namespace).data[
-        "color"] == "blue"  # fmt: skip
+    assert (
+        _core(api_client).read_namespaced_config_map("settings", rig.namespace).data["color"]
+        == "blue"
+    )
     assert _apps(api_client).read_namespaced_deployment("web", rig.namespace).spec.replicas == 2
 
 
@@ -204,9 +214,11 @@ def test_secret_change_is_corrected_without_revealing_values(
     assert rig.run().outcome is PassOutcome.CONVERGED
     new_value = f"correct-horse-{rig.unique}"
     _core(api_client).patch_namespaced_secret(
-        "credentials", rig.namespace, {"stringData": {"password": new_value}},
+        "credentials",
+        rig.namespace,
+        {"stringData": {"password": new_value}},
         field_manager="intruder",
-    )  # fmt: skip
+    )
 
     with structlog.testing.capture_logs() as logs:
         result = rig.run(previews=True)
@@ -220,8 +232,9 @@ def test_secret_change_is_corrected_without_revealing_values(
     drift = [e for e in logs if e["event"] == "drift_detected"]
     assert drift and drift[0]["fields"][0]["path"] == "data.password"
     everything = repr(logs) + repr(rig.journal.drifts()) + repr(result.previews)
-    everything += "".join(p.read_bytes().decode(errors="replace") for p in
-                          (tmp_path / "state").iterdir())  # fmt: skip
+    everything += "".join(
+        p.read_bytes().decode(errors="replace") for p in (tmp_path / "state").iterdir()
+    )
     for value in (
         new_value,
         f"hunter2-{rig.unique}",
@@ -253,8 +266,9 @@ def test_ignore_rule_leaves_replicas_to_another_controller(rig: Rig, api_client:
     assert result.plan is not None
     assert [report.field_paths for report in result.plan.ignored] == [("spec.replicas",)]
     assert _apps(api_client).read_namespaced_deployment("web", rig.namespace).spec.replicas == 7
-    assert [d for d in rig.journal.drifts() if d["kind"] == "Deployment" and
-            d["action"] != "created"] == []  # fmt: skip
+    assert [
+        d for d in rig.journal.drifts() if d["kind"] == "Deployment" and d["action"] != "created"
+    ] == []
 
 
 def test_immutable_field_fails_clearly_unless_recreate(rig: Rig, api_client: Any) -> None:

@@ -179,8 +179,9 @@ def test_stop_skips_writes_not_started_and_keeps_inventory(rig: Rig, api_client:
     assert interrupted.outcome is PassOutcome.FAILED
     assert "interrupted" in str(interrupted.error)
     assert {e.action for e in interrupted.changes.entries} == {Action.SKIPPED}
-    names = {cm.metadata.name for cm in _core(api_client).list_namespaced_config_map(
-        rig.namespace).items}  # fmt: skip
+    names = {
+        cm.metadata.name for cm in _core(api_client).list_namespaced_config_map(rig.namespace).items
+    }
     assert "settings" not in names
     resumed = rig.run()
     assert resumed.outcome is PassOutcome.CONVERGED, resumed.error

@@ -78,10 +78,16 @@ def _deployment(resources: dict[str, Any] | None, managed: list[dict[str, Any]])
 
 
 RESOURCES_OWNED = {
-    "f:spec": {"f:template": {"f:spec": {"f:containers": {
-        'k:{"name":"web"}': {".": {}, "f:name": {}, "f:resources": {"f:limits": {}}}
-    }}}}
-}  # fmt: skip
+    "f:spec": {
+        "f:template": {
+            "f:spec": {
+                "f:containers": {
+                    'k:{"name":"web"}': {".": {}, "f:name": {}, "f:resources": {"f:limits": {}}}
+                }
+            }
+        }
+    }
+}
 LIMITS = {"limits": {"cpu": "1"}}
 
 
