@@ -9,11 +9,11 @@ from __future__ import annotations
 import enum
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gitopsd.configread import Section, read_document
+from gitopsd.configread import Section, file_problem, read_document
 from gitopsd.errors import ConfigError
 from gitopsd.source.refs import normalize_path, ref_problem
 
@@ -32,7 +32,11 @@ class HistoryPolicy(enum.Enum):
 
 @dataclass(frozen=True)
 class SecretRef:
-    """A secret read at use time from a file or an environment variable, never inline."""
+    """A secret read at use time from a file or an environment variable, never inline.
+
+    The one reader of every secret (webhook, Git password, SSH passphrase); callers that
+    need another family translate its ConfigError at the call site.
+    """
 
     file: Path | None = None
     env: str | None = None
@@ -48,8 +52,8 @@ class SecretRef:
             raise ConfigError("secret reference names neither a file nor a variable")
         try:
             return self.file.read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise ConfigError(f"cannot read secret file {self.file}: {exc.strerror}") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read secret file {self.file}: {file_problem(exc)}") from exc
 
 
 @dataclass(frozen=True)
@@ -145,7 +149,6 @@ class Config:
     http: HttpSettings | None = None
     webhook: WebhookSettings | None = None
     log_level: str = "info"
-    extra: dict[str, str] = field(default_factory=dict)
     backoff_max_seconds: float = 300.0  # cap of the delay between retries of a failing target
     stop_timeout_seconds: float = 30.0  # how long SIGTERM waits for a pass in progress
 
@@ -174,6 +177,9 @@ _INLINE_SECRETS = {"password": "password", "token": "password", "ssh_passphrase"
 _IGNORE_KEYS = {"kind", "group", "name", "namespace", "pointers"}
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+# The longest wait for a pass at SIGTERM (stop_timeout) or for a silent remote (timeout);
+# the other durations are at most configread.MAX_DURATION_SECONDS (7d).
+_MAX_WAIT = 3600.0
 _URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@]*:[^/@]*@", re.IGNORECASE)
 
 
@@ -194,18 +200,35 @@ def load_config(path: Path) -> Config:
     _refuse_duplicates(top, targets)
     return Config(
         path=path,
-        state_dir=top.path("state_dir") or Path("/var/lib/gitopsd"),
+        state_dir=_state_dir(top),
         interval_seconds=top.duration("interval", 60.0) or 60.0,
         targets=targets,
         http=http,
         webhook=webhook,
         log_level=log_level,
         backoff_max_seconds=top.duration("backoff_max", 300.0) or 300.0,
-        stop_timeout_seconds=top.duration("stop_timeout", 30.0) or 30.0,
+        stop_timeout_seconds=top.duration("stop_timeout", 30.0, maximum=_MAX_WAIT) or 30.0,
     )
 
 
 def _http(top: Section) -> HttpSettings | None:
+def _state_dir(top: Section) -> Path:
+    """The state directory, refused here when a file stands where it or a parent must be.
+
+    Found later, at the lock, it would read as a state-directory failure (exit 1) with no
+    key named, though it is a configuration mistake.
+    """
+    path = top.path("state_dir") or Path("/var/lib/gitopsd")
+    try:
+        existing = next(p for p in (path, *path.parents) if p.exists())
+    except (OSError, StopIteration):  # unreadable: the lock will say what is wrong
+        return path
+    if not existing.is_dir():
+        where = "" if existing == path else f" ({existing} is not a directory)"
+        raise top.error(f"{path} is not a directory{where}", key="state_dir")
+    return path
+
+
     node = top.section("http", {"address", "port"})
     if node is None:
         return None
@@ -297,7 +320,7 @@ def _source(node: Section, name: str) -> SourceSettings:
         known_hosts=node.path("known_hosts"),
         username=username,
         password=password,
-        timeout_seconds=node.duration("timeout", 60.0) or 60.0,
+        timeout_seconds=node.duration("timeout", 60.0, maximum=_MAX_WAIT) or 60.0,
         max_file_bytes=node.size("max_file_size", 4 * 1024 * 1024),
         history=node.choice("history", HistoryPolicy, HistoryPolicy.FOLLOW),
         signature=_signature(node),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import difflib
+import math
 import re
 from collections.abc import Iterator
 from enum import Enum
@@ -28,6 +29,10 @@ _SIZE_UNITS = {
     None: 1, "B": 1, "K": 1024, "KiB": 1024, "M": 1024**2, "MiB": 1024**2,
     "G": 1024**3, "GiB": 1024**3, "KB": 1000, "MB": 1000**2, "GB": 1000**3,
 }  # fmt: skip
+# The longest duration any key accepts unless it says otherwise: finite and far beyond
+# any sensible setting, so `99999999999d` is refused here instead of overflowing a
+# timer at start, at SIGTERM or at the first fetch.
+MAX_DURATION_SECONDS = 7 * 86400.0
 
 
 def parse_duration(text: str) -> float:
@@ -36,6 +41,15 @@ def parse_duration(text: str) -> float:
     if not text or _DURATION_PART.sub("", text):
         raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 5m, 1h)")
     return sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
+
+
+def format_duration(seconds: float) -> str:
+    """`7d`, `1h`, `90s`: the largest unit that divides `seconds`, for messages."""
+    for unit in ("d", "h", "m", "s"):
+        count = seconds / _DURATION_UNITS[unit]
+        if count >= 1 and count == int(count):
+            return f"{int(count)}{unit}"
+    return f"{seconds:g}s"
 
 
 def parse_size(text: str) -> int:
@@ -64,20 +78,38 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+# What reading a YAML file can raise: the file, its encoding, its syntax; and its shape,
+# from a loader that indexes into what it expects to be a mapping (the kubeconfig's).
+FILE_ERRORS = (OSError, UnicodeDecodeError, yaml.YAMLError, TypeError, AttributeError)
+
+
+def file_problem(exc: BaseException) -> str:
+    """What went wrong reading a configuration file, in a few words for a one-line error."""
+    if isinstance(exc, TypeError | AttributeError):
+        return f"not the expected structure ({exc})"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    if isinstance(exc, yaml.YAMLError):
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        return f"not valid YAML{line}: {problem}"
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def read_document(path: Path) -> Any:
     """The parsed YAML at `path` (safe loading only); ConfigError on any failure."""
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read configuration: {exc.strerror}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read configuration: {file_problem(exc)}") from exc
     try:
         # _StrictLoader derives from SafeLoader: no arbitrary Python objects.
         return yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" (line {where.line + 1})" if where is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}: not valid YAML{line}: {problem}") from exc
+        raise ConfigError(f"{path}: {file_problem(exc)}") from exc
 
 
 class Section:
@@ -144,6 +176,8 @@ class Section:
         value = self.data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.error(f"must be a number, not {_kind(value)}", key=key)
+        if not math.isfinite(value):
+            raise self.error(f"must be a finite number, not {value}", key=key)
         if value <= minimum:
             raise self.error(f"must be greater than {minimum:g}", key=key)
         return float(value)
@@ -154,8 +188,10 @@ class Section:
             raise self.error(f"must be a whole number of at least 1, not {value!r}", key=key)
         return value
 
-    def duration(self, key: str, default: float | None) -> float | None:
-        """Seconds from `30s`, `5m`, `1h` (a bare number means seconds)."""
+    def duration(
+        self, key: str, default: float | None, *, maximum: float = MAX_DURATION_SECONDS
+    ) -> float | None:
+        """Seconds from `30s`, `5m`, `1h` (a bare number means seconds), at most `maximum`."""
         value = self.data.get(key)
         if value is None:
             return default
@@ -163,14 +199,18 @@ class Section:
             seconds = float(value) if _is_number(value) else parse_duration(str(value))
         except ValueError as exc:
             raise self.error(str(exc), key=key) from None
-        if seconds <= 0:
-            raise self.error("must be longer than zero", key=key)
+        if math.isnan(seconds) or seconds <= 0:
+            raise self.error(f"must be longer than zero, not {value}", key=key)
+        if seconds > maximum:
+            raise self.error(f"must be at most {format_duration(maximum)}, not {value}", key=key)
         return seconds
 
     def size(self, key: str, default: int) -> int:
         value = self.data.get(key)
         if value is None:
             return default
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.error(f"must be a finite size, not {value}", key=key)
         try:
             size = int(value) if _is_number(value) else parse_size(str(value))
         except ValueError as exc:

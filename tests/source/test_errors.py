@@ -212,3 +212,20 @@ def test_invalid_settings_are_config_errors(
 ) -> None:
     with pytest.raises(ConfigError, match=f"target web: .*{problem}"):
         make_source("/nowhere", **overrides)
+
+
+def test_unreadable_password_file_names_the_target(
+    bare_remote: BareRemote, make_source: MakeSource, git_http_server: GitHttpServer, tmp_path: Path
+) -> None:
+    bare_remote.commit(MANIFESTS)
+    (tmp_path / "latin1").write_bytes(b"p\xe4ssword\n")
+    url = git_http_server.url(bare_remote)
+    for name in ("latin1", "absent"):
+        source = make_source(
+            url, username=git_http_server.username, password=SecretRef(file=tmp_path / name)
+        )
+        with pytest.raises(AuthenticationError) as err:
+            source.fetch()
+        message = _one_line(err, url)
+        assert f"password: cannot read secret file {tmp_path / name}: " in message
+        assert not err.value.retryable

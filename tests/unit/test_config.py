@@ -195,3 +195,85 @@ def test_the_commented_example_is_a_valid_configuration() -> None:
     config = load_config(example)
     assert [t.name for t in config.targets] == ["web"]
     assert config.webhook is not None and config.http is not None
+
+
+TARGET = "targets: [{name: web, repo: https://h/r.git, branch: main, %s}]\n"
+PLAIN = TARGET % "prune: true"
+
+
+BOUNDED = [
+    ("interval: .nan\n" + PLAIN, "interval: must be longer than zero, not nan"),
+    ("interval: .inf\n" + PLAIN, "interval: must be at most 7d, not inf"),
+    ("interval: -.inf\n" + PLAIN, "interval: must be longer than zero"),
+    ("interval: 99999999999d\n" + PLAIN, "interval: must be at most 7d"),
+    ("interval: " + "9" * 400 + "s\n" + PLAIN, "interval: must be at most 7d"),
+    ("backoff_max: 8d\n" + PLAIN, "backoff_max: must be at most 7d, not 8d"),
+    ("stop_timeout: .inf\n" + PLAIN, "stop_timeout: must be at most 1h"),
+    ("stop_timeout: 61m\n" + PLAIN, "stop_timeout: must be at most 1h"),
+    (TARGET % "timeout: .inf", "targets[0].timeout: must be at most 1h, not inf"),
+    (TARGET % "timeout: .nan", "targets[0].timeout: must be longer than zero, not nan"),
+    (TARGET % "interval: 1000000d", "targets[0].interval: must be at most 7d"),
+    (TARGET % "qps: .nan", "targets[0].qps: must be a finite number, not nan"),
+    (TARGET % "qps: .inf", "targets[0].qps: must be a finite number, not inf"),
+    (TARGET % "max_file_size: .inf", "targets[0].max_file_size: must be a finite size"),
+    (TARGET % "max_file_size: .nan", "targets[0].max_file_size: must be a finite size"),
+]
+
+
+@pytest.mark.parametrize(("text", "problem"), BOUNDED, ids=[text[:24] for text, _ in BOUNDED])
+def test_durations_and_numbers_are_finite_and_bounded(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"{path}: {problem}")
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("interval: 7d", 7 * 86400.0), ("stop_timeout: 1h", 3600.0), ("backoff_max: 3600", 3600.0)],
+)
+def test_the_maximum_durations_themselves_are_accepted(
+    tmp_path: Path, text: str, seconds: float
+) -> None:
+    config = load_config(write(tmp_path, f"{text}\n" + TARGET % "timeout: 1h"))
+    key = text.split(":")[0]
+    assert getattr(config, f"{key}_seconds") == seconds
+    assert config.targets[0].source.timeout_seconds == 3600.0
+
+
+def test_a_configuration_that_is_not_utf8_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "gitopsd.yaml"
+    path.write_bytes(("# caf\xe9\n" + PLAIN).encode("latin-1"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert message == (f"{path}: cannot read configuration: not UTF-8 text (byte 0xe9 at offset 5)")
+
+
+@pytest.mark.parametrize("under", ["", "/sub/state"])
+def test_a_state_dir_that_is_a_file_names_the_key(tmp_path: Path, under: str) -> None:
+    (tmp_path / "file").write_text("not a directory\n")
+    path = write(tmp_path, f"state_dir: file{under}\n" + PLAIN)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: state_dir: {tmp_path / 'file'}{under} is not a directory")
+    if under:
+        assert f"({tmp_path / 'file'} is not a directory)" in message
+
+
+def test_a_state_dir_yet_to_be_made_is_accepted(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "state_dir: a/b/c\n" + PLAIN))
+    assert config.state_dir == tmp_path / "a" / "b" / "c"
+
+
+def test_a_secret_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"p\xe4ss\n")
+    with pytest.raises(ConfigError) as caught:
+        SecretRef(file=secret).read()
+    assert str(caught.value) == (
+        f"cannot read secret file {secret}: not UTF-8 text (byte 0xe4 at offset 1)"
+    )
