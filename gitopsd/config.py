@@ -176,10 +176,10 @@ _TARGET_KEYS = {
 _INLINE_SECRETS = {"password": "password", "token": "password", "ssh_passphrase": "ssh_passphrase"}
 _IGNORE_KEYS = {"kind", "group", "name", "namespace", "pointers"}
 _LOG_LEVELS = ("debug", "info", "warning", "error")
-_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 # The longest wait for a pass at SIGTERM (stop_timeout) or for a silent remote (timeout);
 # the other durations are at most configread.MAX_DURATION_SECONDS (7d).
 _MAX_WAIT = 3600.0
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@]*:[^/@]*@", re.IGNORECASE)
 
 
@@ -211,7 +211,6 @@ def load_config(path: Path) -> Config:
     )
 
 
-def _http(top: Section) -> HttpSettings | None:
 def _state_dir(top: Section) -> Path:
     """The state directory, refused here when a file stands where it or a parent must be.
 
@@ -229,6 +228,7 @@ def _state_dir(top: Section) -> Path:
     return path
 
 
+def _http(top: Section) -> HttpSettings | None:
     node = top.section("http", {"address", "port"})
     if node is None:
         return None
