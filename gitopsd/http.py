@@ -238,11 +238,11 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     backend: Backend
-    connections: Connections
+    connections: Connections | None = None  # None: driven without a listener (fuzzing)
     server_version = "gitopsd"
 
     def do_GET(self) -> None:
-        self.connections.request_read(self.request)
+        self._request_read()
         path = urlsplit(self.path).path
         if path == "/healthz":
             self._send(HTTPStatus.OK, b"ok\n")
@@ -272,7 +272,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         if body is None:
             return
-        self.connections.request_read(self.request)
+        self._request_read()
         if not self._authorized(secret, body):
             log.warning("webhook_refused", client=self.client_address[0])
             self._send(HTTPStatus.UNAUTHORIZED, b"bad or missing secret\n")
@@ -287,6 +287,10 @@ class _Handler(BaseHTTPRequestHandler):
         log.info("webhook_triggered", targets=started)
         body_out = json.dumps({"triggered": started}) + "\n"
         self._send(HTTPStatus.ACCEPTED, body_out.encode(), "application/json")
+
+    def _request_read(self) -> None:
+        if self.connections is not None:
+            self.connections.request_read(self.request)
 
     def _read_body(self) -> bytes | None:
         try:
