@@ -53,7 +53,7 @@ class TargetRunner:
             # Kept across passes: a commit already rendered is not rendered again.
             cache = RenderCache(self._state_dir / "render", self.target.name)
             self._reconciler = Reconciler(
-                self.target, self._source, adapter, self._journal, render_cache=cache
+                self.target, self._source, adapter, self._journal, self._clock, render_cache=cache
             )
         return self._reconciler.run(dry_run=dry_run, previews=previews, stop=stop)
 
