@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import resource
+import select
 import socket
 import sys
 import threading
@@ -104,8 +105,16 @@ def connection_limit(wanted: int, open_files: int) -> int:
     return max(1, min(wanted, open_files - FD_RESERVE))
 
 
-class Shutdownable(Protocol):
+class ClientSocket(Protocol):
+    def fileno(self) -> int: ...
     def shutdown(self, how: int, /) -> None: ...
+
+
+def has_unread_bytes(sock: ClientSocket) -> bool:
+    """Whether the kernel holds bytes (or a hang-up) that the handler has not read yet."""
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 @dataclass
@@ -120,19 +129,24 @@ class Connections:
 
     When full, the connection that has spent longest sending its request gives way,
     so idle or trickling clients cannot lock out probes, which send theirs at once.
+    One whose request waits unread in the kernel (its thread has not run yet) is spared.
     """
 
     def __init__(
-        self, limit: int, timeout: float, clock: Callable[[], float] = time.monotonic
+        self,
+        limit: int,
+        timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+        unread: Callable[[ClientSocket], bool] = has_unread_bytes,
     ) -> None:
         self.limit, self.timeout = limit, timeout
-        self._clock = clock
-        self._open: dict[Shutdownable, _Connection] = {}  # in order of arrival
+        self._clock, self._unread = clock, unread
+        self._open: dict[ClientSocket, _Connection] = {}  # in order of arrival
         self._changed = threading.Condition()
         self._closed = False
         self._warned_at: float | None = None
 
-    def admit(self, sock: Shutdownable) -> bool:
+    def admit(self, sock: ClientSocket) -> bool:
         """Take `sock` in, making room if full; False refuses it (all busy, or closing)."""
         deadline = self._clock() + self.timeout
         with self._changed:
@@ -150,13 +164,13 @@ class Connections:
             self._open[sock] = _Connection(self._clock())
             return True
 
-    def request_read(self, sock: Shutdownable) -> None:
+    def request_read(self, sock: ClientSocket) -> None:
         """`sock` has sent its whole request: it is no longer evicted for newcomers."""
         with self._changed:
             if (connection := self._open.get(sock)) is not None:
                 connection.reading = False
 
-    def release(self, sock: Shutdownable) -> None:
+    def release(self, sock: ClientSocket) -> None:
         with self._changed:
             self._open.pop(sock, None)
             self._changed.notify_all()
@@ -179,12 +193,12 @@ class Connections:
 
     def _evict_oldest_reader(self) -> bool:
         for sock, connection in self._open.items():
-            if connection.reading and not connection.evicted:
+            if connection.reading and not connection.evicted and not self._unread(sock):
                 self._evict(sock, connection, "connection_limit")
                 return True
         return False
 
-    def _evict(self, sock: Shutdownable, connection: _Connection, reason: str) -> None:
+    def _evict(self, sock: ClientSocket, connection: _Connection, reason: str) -> None:
         if connection.evicted:
             return
         connection.evicted = True

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from gitopsd.http import FD_RESERVE, Connections, connection_limit
+from gitopsd.http import FD_RESERVE, ClientSocket, Connections, connection_limit
 
 
 class Clock:
@@ -21,14 +21,23 @@ class Clock:
 class FakeSocket:
     """Records shutdown; closes at once (as the handler's thread does) when told to."""
 
-    def __init__(self, connections: Connections | None = None) -> None:
+    def __init__(self, connections: Connections | None = None, unread: bool = False) -> None:
         self.shut: int | None = None
+        self.unread = unread  # bytes waiting in the kernel for the handler's thread
         self._connections = connections
+
+    def fileno(self) -> int:
+        raise AssertionError("the tests give Connections their own `unread`")
 
     def shutdown(self, how: int, /) -> None:
         self.shut = how
         if self._connections is not None:
             self._connections.release(self)
+
+
+def unread(sock: ClientSocket) -> bool:
+    assert isinstance(sock, FakeSocket)
+    return sock.unread
 
 
 @pytest.mark.parametrize(
@@ -46,7 +55,7 @@ def test_connection_limit_keeps_the_reserve(wanted: int, open_files: int, expect
 
 def test_a_full_listener_evicts_the_oldest_client_still_sending_its_request() -> None:
     clock = Clock()
-    connections = Connections(3, timeout=10.0, clock=clock)
+    connections = Connections(3, timeout=10.0, clock=clock, unread=unread)
     busy, idle_old, idle_new = (FakeSocket(connections) for _ in range(3))
     for sock in (busy, idle_old, idle_new):
         assert connections.admit(sock)
@@ -59,8 +68,20 @@ def test_a_full_listener_evicts_the_oldest_client_still_sending_its_request() ->
     assert busy.shut is None and idle_new.shut is None
 
 
+def test_a_request_waiting_unread_in_the_kernel_is_not_evicted() -> None:
+    clock = Clock()
+    connections = Connections(2, timeout=10.0, clock=clock, unread=unread)
+    waiting, idle = FakeSocket(connections, unread=True), FakeSocket(connections)
+    for sock in (waiting, idle):
+        assert connections.admit(sock)
+        clock.now += 1
+
+    assert connections.admit(FakeSocket(connections))
+    assert waiting.shut is None and idle.shut == socket.SHUT_RDWR
+
+
 def test_a_listener_full_of_busy_connections_refuses_after_the_timeout() -> None:
-    connections = Connections(2, timeout=0.0, clock=Clock())
+    connections = Connections(2, timeout=0.0, clock=Clock(), unread=unread)
     busy = [FakeSocket(connections) for _ in range(2)]
     for sock in busy:
         assert connections.admit(sock)
