@@ -15,7 +15,8 @@ from typing import Any
 
 from gitopsd.configread import Section, file_problem, read_document
 from gitopsd.errors import ConfigError
-from gitopsd.source.refs import normalize_path, ref_problem
+from gitopsd.model import IgnoreRule
+from gitopsd.refs import normalize_path, ref_problem
 
 
 class RefKind(enum.Enum):
@@ -81,17 +82,6 @@ class SourceSettings:
     max_file_bytes: int = 4 * 1024 * 1024
     history: HistoryPolicy = HistoryPolicy.FOLLOW
     signature: SignatureSettings | None = None
-
-
-@dataclass(frozen=True)
-class IgnoreRule:
-    """Fields (JSON pointers) gitopsd neither declares nor compares on matching objects."""
-
-    kind: str
-    pointers: tuple[str, ...]
-    group: str | None = None  # None: any group
-    name: str | None = None  # None: any name
-    namespace: str | None = None  # None: any namespace
 
 
 class ConflictPolicy(enum.Enum):

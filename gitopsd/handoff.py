@@ -16,9 +16,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from gitopsd.config import IgnoreRule
 from gitopsd.managedfields import Segment, owns
-from gitopsd.model import FIELD_MANAGER, DesiredObject, LiveObject, Manifest, ResourceKey
+from gitopsd.model import (
+    FIELD_MANAGER,
+    DesiredObject,
+    IgnoreRule,
+    LiveObject,
+    Manifest,
+    ResourceKey,
+)
 from gitopsd.normalize import item_id, merge_key
 
 _MISSING = object()

@@ -156,6 +156,17 @@ class DriftReport:
         return tuple(change.path for change in self.changes)
 
 
+@dataclass(frozen=True)
+class IgnoreRule:
+    """Fields (JSON pointers) gitopsd neither declares nor compares on matching objects."""
+
+    kind: str
+    pointers: tuple[str, ...]
+    group: str | None = None  # None: any group
+    name: str | None = None  # None: any name
+    namespace: str | None = None  # None: any namespace
+
+
 class StepKind(enum.Enum):
     """What the plan does with one object."""
 

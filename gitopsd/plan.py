@@ -10,7 +10,6 @@ import enum
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
-from gitopsd.config import IgnoreRule
 from gitopsd.diff import compare
 from gitopsd.handoff import as_applied
 from gitopsd.inventory import manifest_hash
@@ -22,6 +21,7 @@ from gitopsd.model import (
     TARGET_LABEL,
     DesiredObject,
     DriftReport,
+    IgnoreRule,
     LiveObject,
     Plan,
     PlanStep,

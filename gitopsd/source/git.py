@@ -18,6 +18,7 @@ from typing import TypeVar
 import pygit2
 import structlog
 
+from gitopsd import semver
 from gitopsd.config import HistoryPolicy, RefKind, SourceSettings
 from gitopsd.errors import (
     AuthenticationError,
@@ -29,10 +30,9 @@ from gitopsd.errors import (
     SourceError,
 )
 from gitopsd.model import Revision, SourceFile
-from gitopsd.source import semver
+from gitopsd.refs import normalize_path, ref_problem
 from gitopsd.source.mirror import Mirror, slug, writing
 from gitopsd.source.redact import redact_url
-from gitopsd.source.refs import normalize_path, ref_problem
 from gitopsd.source.transport import Endpoint, Session, Transfer, ssh_host_port
 from gitopsd.source.tree import ErrorFactory, TreeReader
 from gitopsd.source.verify import Untrusted, verify_signature

@@ -9,8 +9,8 @@ import pytest
 import structlog
 from kubernetes import client
 
-from gitopsd.config import ConflictPolicy, IgnoreRule
-from gitopsd.model import Action
+from gitopsd.config import ConflictPolicy
+from gitopsd.model import Action, IgnoreRule
 from gitopsd.passresult import PassOutcome
 from tests.cluster.conftest import Rig, read_testdata
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from kubernetes import client
 
-from gitopsd.config import IgnoreRule
+from gitopsd.model import IgnoreRule
 from gitopsd.model import Action
 from gitopsd.passresult import PassOutcome
 from tests.cluster.conftest import Rig, read_testdata

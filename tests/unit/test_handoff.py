@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from gitopsd.config import IgnoreRule
 from gitopsd.handoff import as_applied, keep_sole_owned, parse_pointer, strip_ignored
-from gitopsd.model import DesiredObject, LiveObject, ResourceKey
+from gitopsd.model import DesiredObject, IgnoreRule, LiveObject, ResourceKey
 
 KEY = ResourceKey("apps", "Deployment", "shop", "web")
 RULE = IgnoreRule(kind="Deployment", pointers=("/spec/replicas",))

@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from gitopsd.config import IgnoreRule
 from gitopsd.inventory import manifest_hash
 from gitopsd.model import (
     MANAGED_BY_LABEL,
     PRUNE_ANNOTATION,
     TARGET_LABEL,
     DesiredObject,
+    IgnoreRule,
     LiveObject,
     Plan,
     ResourceKey,

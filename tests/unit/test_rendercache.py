@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from gitopsd.config import ClusterSettings, IgnoreRule, RefKind, SourceSettings, TargetSettings
-from gitopsd.model import DesiredObject, ResourceKey
+from gitopsd.config import ClusterSettings, RefKind, SourceSettings, TargetSettings
+from gitopsd.model import DesiredObject, IgnoreRule, ResourceKey
 from gitopsd.rendercache import RenderCache, cache_key
 
 TARGET = TargetSettings(

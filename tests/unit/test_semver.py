@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gitopsd.source.semver import RangeError, highest_match, parse_range, parse_tag
+from gitopsd.semver import RangeError, highest_match, parse_range, parse_tag
 
 TAGS = [
     "v0.2.3",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import posixpath
 import re
 
-from gitopsd.source import semver
+from gitopsd import semver
 
 _FULL_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 # Characters git-check-ref-format refuses anywhere in a ref name.
