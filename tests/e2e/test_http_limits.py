@@ -150,6 +150,37 @@ def test_idle_connections_leave_passes_and_healthz_working(gitopsd: Gitopsd) -> 
     assert "Too many open files" not in gitopsd.log(0)
 
 
+def test_a_client_trickling_its_request_is_cut_after_the_request_timeout(
+    gitopsd: Gitopsd,
+) -> None:
+    gitopsd.remote.commit({"manifests/app.yaml": configmap("app", gitopsd.namespace, v="1")})
+    gitopsd.write_config(extra=http_extra(gitopsd), interval="1h")
+    gitopsd.start()
+    wait_for(lambda: get(gitopsd.url("/healthz"))[0] == 200)
+
+    sock = socket.create_connection(("127.0.0.1", gitopsd.port), timeout=5)
+    opened = time.monotonic()
+    sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+    with sock:
+        # A header line every second or so, each well within any per-read timeout.
+        sock.settimeout(1.0)
+        closed_after = None
+        for index in range(40):
+            try:
+                sock.sendall(f"X-Trickle-{index}: 1\r\n".encode())
+                if sock.recv(1024) == b"":
+                    closed_after = time.monotonic() - opened
+                    break
+            except TimeoutError:
+                continue  # still open: send the next line
+            except OSError:  # reset while sending: closed by the server
+                closed_after = time.monotonic() - opened
+                break
+    assert closed_after is not None, "the server kept a trickling client for 40 s"
+    assert 9 < closed_after < 20
+    assert get(gitopsd.url("/healthz")) == (200, "ok\n")
+
+
 def reset(sock: socket.socket) -> None:
     """Close with a TCP reset instead of a FIN, as a crashed or hostile client does."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
