@@ -13,12 +13,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import atheris
+from tests.fuzz import harness
 
-with atheris.instrument_imports(include=["gitopsd", "yaml"]):
+with harness.instrumentation(["gitopsd", "yaml"]):
     from gitopsd.config import Config, load_config
     from gitopsd.errors import GitopsdError
-    from tests.fuzz import harness, seeds
+    from tests.fuzz import seeds
 
 # The loader reads a path: one file, rewritten for every input. libFuzzer ends the process
 # without running atexit, so the folder stays: set TMPDIR to keep it somewhere disposable.

@@ -10,15 +10,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import atheris
+from tests.fuzz import harness
 
-with atheris.instrument_imports(include=["gitopsd", "yaml"]):
+with harness.instrumentation(["gitopsd", "yaml"]):
     import yaml
 
     from gitopsd.errors import GitopsdError
     from gitopsd.model import MANAGED_BY_LABEL, TARGET_LABEL, DesiredObject, SourceFile
     from gitopsd.render import render
-    from tests.fuzz import harness, seeds
+    from tests.fuzz import seeds
 
 TARGET = "fuzz"
 _SCOPES = {("v1", "ConfigMap"): True, ("apps/v1", "Deployment"): True, ("v1", "Namespace"): False}

@@ -17,13 +17,13 @@ import logging
 import re
 from typing import Any
 
-import atheris
+from tests.fuzz import harness
 
-with atheris.instrument_imports(include=["gitopsd", "http", "email"]):
+with harness.instrumentation(["gitopsd", "http", "email"]):
     import structlog
 
     from gitopsd import http as listener
-    from tests.fuzz import harness, seeds
+    from tests.fuzz import seeds
 
 SECRET = seeds.WEBHOOK_SECRET.encode()
 STATUSES = {202, 400, 401, 404, 405, 408, 411, 413, 414, 431, 501, 505}
