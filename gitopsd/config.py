@@ -80,6 +80,7 @@ class SourceSettings:
     password: SecretRef | None = None
     timeout_seconds: float = 60.0
     max_file_bytes: int = 4 * 1024 * 1024
+    max_revision_bytes: int = 64 * 1024 * 1024  # all the manifests read at one commit
     history: HistoryPolicy = HistoryPolicy.FOLLOW
     signature: SignatureSettings | None = None
 
@@ -160,7 +161,7 @@ _TARGET_KEYS = {
     "allow_empty", "recreate", "conflicts", "ignore", "inventory_namespace", "qps", "burst",
     "concurrency", "interval", "ssh_key", "ssh_passphrase_file", "ssh_passphrase_env",
     "known_hosts", "username", "password_file", "password_env", "timeout", "max_file_size",
-    "history", "verify",
+    "max_revision_size", "history", "verify",
 }  # fmt: skip
 # Keys people reach for when they mean to write a secret inline: refused with a pointer.
 _INLINE_SECRETS = {"password": "password", "token": "password", "ssh_passphrase": "ssh_passphrase"}
@@ -312,6 +313,7 @@ def _source(node: Section, name: str) -> SourceSettings:
         password=password,
         timeout_seconds=node.duration("timeout", 60.0, maximum=_MAX_WAIT) or 60.0,
         max_file_bytes=node.size("max_file_size", 4 * 1024 * 1024),
+        max_revision_bytes=node.size("max_revision_size", 64 * 1024 * 1024),
         history=node.choice("history", HistoryPolicy, HistoryPolicy.FOLLOW),
         signature=_signature(node),
     )

@@ -166,8 +166,9 @@ class GitSource:
                 raise KeyError(revision.commit)
             root = obj.peel(pygit2.Commit).tree
             return TreeReader(
-                repo, root, self._base, self.settings.max_file_bytes, self._tree_error(revision)
-            ).read()
+                repo, root, self._base, self.settings.max_file_bytes, self._tree_error(revision),
+                max_total=self.settings.max_revision_bytes,
+            ).read()  # fmt: skip
 
     # --- resolving ------------------------------------------------------------------------
 
