@@ -111,6 +111,8 @@ class TargetSettings:
     namespace: str = "default"
     prune: bool = True
     allow_empty: bool = False
+    adopt: bool = True  # take over objects that exist but were not created by gitopsd
+    prune_adopted: bool = False  # delete, rather than release, adopted objects Git drops
     recreate: bool = False
     conflicts: ConflictPolicy = ConflictPolicy.FORCE
     ignore: tuple[IgnoreRule, ...] = ()
@@ -161,7 +163,7 @@ _TARGET_KEYS = {
     "allow_empty", "recreate", "conflicts", "ignore", "inventory_namespace", "qps", "burst",
     "concurrency", "interval", "ssh_key", "ssh_passphrase_file", "ssh_passphrase_env",
     "known_hosts", "username", "password_file", "password_env", "timeout", "max_file_size",
-    "max_revision_size", "history", "verify",
+    "max_revision_size", "history", "verify", "adopt", "prune_adopted",
 }  # fmt: skip
 # Keys people reach for when they mean to write a secret inline: refused with a pointer.
 _INLINE_SECRETS = {"password": "password", "token": "password", "ssh_passphrase": "ssh_passphrase"}
@@ -279,6 +281,8 @@ def _target(file: Path, where: str, item: Any) -> TargetSettings:
         namespace=node.text("namespace", "default") or "default",
         prune=node.flag("prune", True),
         allow_empty=node.flag("allow_empty", False),
+        adopt=node.flag("adopt", True),
+        prune_adopted=node.flag("prune_adopted", False),
         recreate=node.flag("recreate", False),
         conflicts=node.choice("conflicts", ConflictPolicy, ConflictPolicy.FORCE),
         ignore=tuple(_ignore_rule(file, w, rule) for w, rule in node.items("ignore")),
