@@ -135,6 +135,14 @@ def _construct(loader: yaml.SafeLoader, node: yaml.Node, where: str) -> Any:
     except _DuplicateKey as duplicate:
         line = f" (line {duplicate.line})" if duplicate.line else ""
         raise RenderError(f"{where}: key {duplicate.key!r} is given twice{line}") from None
+    except (ValueError, LookupError, AttributeError) as error:
+        # PyYAML's int, float, bool and timestamp constructors fail so (IndexError, KeyError
+        # too) on a value that does not fit: `!!bool x`, `!!int ""`, `2020-13-45`. Their
+        # message quotes the value, which may be a secret: not shown.
+        raise RenderError(
+            f"{where}: a value cannot be read as the number, boolean or date it is written as "
+            f"({type(error).__name__}): quote it to keep it text"
+        ) from None
 
 
 class _UniqueKeys(yaml.constructor.SafeConstructor):

@@ -430,3 +430,19 @@ def test_both_loaders_refuse_depth_and_duplicates(
             _render({"d.yaml": text})
     with pytest.raises(RenderError, match=r"^d\.yaml document 1: key 'a' is given twice"):
         _render({"d.yaml": HEAD + "data: {a: 1, a: 2}\n"})
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["!!int hunter2", "!!float hunter2", "!!bool hunter2", "!!timestamp hunter2", "2020-13-45",
+     '!!int ""', "!!int +"],
+)  # fmt: skip
+def test_a_value_that_does_not_fit_its_tag_is_refused_unseen(value: str) -> None:
+    # Kept out of testdata/render_errors.yaml, whose files the fuzz seeds parse.
+    text = f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: a}}\ndata: {{x: {value}}}\n"
+    with pytest.raises(RenderError) as caught:
+        _render({"a.yaml": text})
+
+    message = str(caught.value)
+    assert message.startswith("a.yaml document 1: a value cannot be read as the number")
+    assert "hunter2" not in message
