@@ -5,7 +5,8 @@ refuses the whole revision before anything is written; a write whose dry-run
 result equals the live object is not made (UNCHANGED). Then the tiers of
 plan.tier_of run in order, Namespaces and CRDs first (waited for until
 Established), deletions in reverse; writes within a tier run concurrently on a
-bounded pool. Waits go through the injected clock.
+bounded pool. Waits go through the injected clock. Once the API server stops
+answering at all, nothing more is tried: the pass ends with one retryable error.
 """
 
 from __future__ import annotations
@@ -18,10 +19,15 @@ from typing import TypeVar
 
 from gitopsd.adapters.base import ApplyResult, ClusterAdapter, KindInfo
 from gitopsd.clock import SYSTEM_CLOCK, Clock
-from gitopsd.errors import ClusterError, GitopsdError, ImmutableFieldError, ReconcileError
+from gitopsd.errors import (
+    ClusterError,
+    ClusterUnreachableError,
+    GitopsdError,
+    ImmutableFieldError,
+    ReconcileError,
+)
 from gitopsd.livestate import kind_of
 from gitopsd.model import (
-    ADOPT_REASON,
     CRD_KIND,
     NAMESPACE_KIND,
     Action,
@@ -63,7 +69,7 @@ class Applied:
 
     changes: ChangeSet
     plan: Plan
-    error: ReconcileError | None = None
+    error: GitopsdError | None = None
 
 
 def apply_plan(
@@ -74,13 +80,9 @@ def apply_plan(
     stop: threading.Event,
     *,
     clock: Clock = SYSTEM_CLOCK,
-    before_writes: Callable[[Plan], None] | None = None,
 ) -> Applied:
     """Validate every write, then make them tier by tier; raise ReconcileError, nothing
-    written, when the server refuses the revision. Setting `stop` skips writes not started.
-
-    `before_writes` gets the confirmed plan once it is valid, before the first write (the
-    pass stores its claim there); what it raises ends the pass with nothing written."""
+    written, when the server refuses the revision. Setting `stop` skips writes not started."""
     stages = _Stages(adapter, options, stop, clock)
     deferred = stages.deferred(plan.steps)
     steps, unchanged = stages.confirm(plan.steps, deferred, live)
@@ -88,19 +90,15 @@ def apply_plan(
     confirmed = replace(plan, steps=tuple(steps))
     if options.dry_run:
         return Applied(ChangeSet(tuple(entries)), confirmed)
-    if before_writes is not None:
-        before_writes(confirmed)
     written, refused = stages.write(steps, deferred)
     changes = ChangeSet((*entries, *written))
-    return Applied(changes, confirmed, refused or _incomplete(options.target, changes, stop))
+    error = refused or stages.lost(changes) or _incomplete(options.target, changes, stop)
+    return Applied(changes, confirmed, error)
 
 
 def _no_change(step: PlanStep, dry_run: ApplyResult | None, live: LiveObject | None) -> bool:
     """Whether the dry-run of an apply returned the live object, server bookkeeping aside."""
-    # An adoption is written even so: gitopsd takes the object's fields over.
-    if step.kind is not StepKind.APPLY or step.reason == ADOPT_REASON:
-        return False
-    if dry_run is None or live is None:
+    if step.kind is not StepKind.APPLY or dry_run is None or live is None:
         return False
     return _without_server_metadata(dry_run.manifest) == _without_server_metadata(live.manifest)
 
@@ -137,6 +135,24 @@ class _Stages:
         self._options = options
         self._stop = stop
         self._clock = clock
+        # The first "no answer at all": every later request would fail alike.
+        self._unreachable: ClusterUnreachableError | None = None
+
+    def lost(self, changes: ChangeSet) -> ClusterUnreachableError | None:
+        """The pass's error when the API server stopped answering, or None if it did not."""
+        if self._unreachable is None:
+            return None
+        left = sum(1 for e in changes.entries if e.action is Action.SKIPPED)
+        error = ClusterUnreachableError(
+            f"target {self._options.target}: the API server stopped answering after "
+            f"{changes.writes} write(s); {left} left for the next pass: {self._unreachable}"
+        )
+        error.__cause__ = self._unreachable
+        return error
+
+    def _note(self, error: GitopsdError) -> None:
+        if isinstance(error, ClusterUnreachableError) and self._unreachable is None:
+            self._unreachable = error
 
     # -- validation -------------------------------------------------------
 
@@ -148,8 +164,13 @@ class _Stages:
     ) -> tuple[list[PlanStep], list[ChangeSetEntry]]:
         """The steps to write after a server-side dry-run of all but `deferred`, and UNCHANGED
         entries for those it shows would change nothing (a value the server normalises)."""
-        writes = [s for s in steps if not s.kind.removes and s.key not in deferred]
+        writes = [s for s in steps if s.kind is not StepKind.DELETE and s.key not in deferred]
         recreate, problems, results = self._validate(writes)
+        if self._unreachable is not None:
+            raise ClusterUnreachableError(
+                f"target {self._options.target}: the API server stopped answering while the "
+                f"revision was validated; nothing written: {self._unreachable}"
+            ) from self._unreachable
         if problems:
             raise ReconcileError(
                 f"target {self._options.target}: revision refused, nothing written: "
@@ -190,6 +211,8 @@ class _Stages:
         for step, outcome in zip(steps, self._map(self._try_dry_run, steps), strict=True):
             if isinstance(outcome, ApplyResult):
                 results[step.key] = outcome
+            elif isinstance(outcome, ClusterUnreachableError):
+                continue  # not the object's fault: the caller reports it once, from _note
             elif isinstance(outcome, ImmutableFieldError) and self._options.recreate:
                 recreate.add(step.key)
             else:
@@ -198,11 +221,14 @@ class _Stages:
 
     def _try_dry_run(self, step: PlanStep) -> ApplyResult | GitopsdError:
         assert step.desired is not None
+        if self._unreachable is not None:
+            return self._unreachable
         try:
             return self._adapter.apply(
                 step.desired.manifest, dry_run=True, force=self._options.force
             )
         except GitopsdError as error:
+            self._note(error)
             return error
 
     # -- writes -----------------------------------------------------------
@@ -239,23 +265,21 @@ class _Stages:
     def _write_one(self, step: PlanStep) -> ChangeSetEntry:
         if self._stop.is_set():
             return _skipped(step, "interrupted by shutdown")
+        if self._unreachable is not None:
+            return _skipped(step, "not written: the API server stopped answering")
         try:
             if step.kind is StepKind.DELETE:
                 info = self._info(step)
                 if info is not None:
                     self._adapter.delete(info, step.key)
                 return ChangeSetEntry(step.key, Action.PRUNED, step.drift)
-            if step.kind is StepKind.RELEASE:
-                info = self._info(step)
-                if info is not None:
-                    self._adapter.release(info, step.key)
-                return ChangeSetEntry(step.key, Action.RELEASED, step.drift)
             assert step.desired is not None
             if step.kind is StepKind.RECREATE:
                 self._delete_for_recreate(step)
             self._adapter.apply(step.desired.manifest, dry_run=False, force=self._options.force)
             return ChangeSetEntry(step.key, _action_of(step), step.drift, "", _losers(step))
         except GitopsdError as error:
+            self._note(error)
             return ChangeSetEntry(step.key, Action.FAILED, step.drift, str(error))
 
     def _delete_for_recreate(self, step: PlanStep) -> None:
@@ -279,11 +303,12 @@ class _Stages:
         """Wait until every CRD just written is Established; a timeout fails that CRD."""
         failures = []
         for step in steps:
-            if (step.key.group, step.key.kind) != CRD_KIND or step.kind.removes:
+            if (step.key.group, step.key.kind) != CRD_KIND or step.kind is StepKind.DELETE:
                 continue
             try:
                 self._wait_established(step.key)
             except GitopsdError as error:
+                self._note(error)
                 failures.append(ChangeSetEntry(step.key, Action.FAILED, step.drift, str(error)))
         return failures
 
@@ -310,8 +335,8 @@ class _Stages:
 
 def _stages(steps: Sequence[PlanStep]) -> list[list[PlanStep]]:
     """The writes of each tier in order, then the deletions of each tier in reverse."""
-    writes = [s for s in steps if not s.kind.removes]
-    deletions = [s for s in steps if s.kind.removes]
+    writes = [s for s in steps if s.kind is not StepKind.DELETE]
+    deletions = [s for s in steps if s.kind is StepKind.DELETE]
     return [[s for s in writes if tier_of(s.key) is tier] for tier in Tier] + [
         [s for s in deletions if tier_of(s.key) is tier] for tier in reversed(Tier)
     ]
@@ -326,8 +351,6 @@ def _action_of(step: PlanStep) -> Action:
         return Action.CREATED
     if step.kind is StepKind.RECREATE:
         return Action.RECREATED
-    if step.reason == ADOPT_REASON:
-        return Action.ADOPTED
     return Action.CORRECTED if step.reason == "drift" else Action.UPDATED
 
 

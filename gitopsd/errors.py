@@ -103,6 +103,11 @@ class UnavailableError(ClusterError):
     retryable = True
 
 
+class ClusterUnreachableError(UnavailableError):
+    """The API server did not answer at all (refused, reset, timed out): every request would
+    fail alike, so a pass stops at the first rather than trying each object in turn."""
+
+
 class ReconcileError(GitopsdError):
     """A reconcile pass could not complete."""
 

@@ -30,13 +30,16 @@ from gitopsd.adapters.inventory_store import (
 from gitopsd.adapters.kube_errors import cluster_error, retry_after_seconds
 from gitopsd.config import ClusterSettings
 from gitopsd.configread import FILE_ERRORS, file_problem
-from gitopsd.errors import ClusterError, InventoryError, NotFoundError, UnavailableError
-from gitopsd.handoff import released
-from gitopsd.inventory import Inventory, StoredInventory
+from gitopsd.errors import (
+    ClusterError,
+    ClusterUnreachableError,
+    InventoryError,
+    NotFoundError,
+)
+from gitopsd.inventory import Inventory
 from gitopsd.model import (
     CRD_KIND,
     FIELD_MANAGER,
-    INVENTORY_LABEL,
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
     TARGET_LABEL,
@@ -49,6 +52,7 @@ from gitopsd.model import (
 DISCOVERY_ACCEPT = (
     "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
 )
+INVENTORY_LABEL = "gitopsd.io/inventory-of"
 _RETRIES = 5
 # A kind missing from discovery triggers a refresh, but not more often than this:
 # a pass asks about an unserved kind several times before its CRD is applied, and
@@ -110,6 +114,8 @@ class KubernetesAdapter:
         self._discovered_at = 0.0
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
+        # Set once a request used up its retries without an answer; cleared by any answer.
+        self._unreachable = threading.Event()
 
     def close(self) -> None:
         self._api.close()
@@ -140,13 +146,16 @@ class KubernetesAdapter:
                 self._counts[verb] += 1
             try:
                 status, data, response_headers = self._send(method, path, query, headers, payload)
-            except UnavailableError:
-                # Every request gitopsd makes is idempotent (GET, apply, DELETE), so a
-                # dropped connection is simply tried again.
-                if attempt == _RETRIES - 1:
+            except ClusterUnreachableError:
+                # Every request gitopsd makes is idempotent (GET, apply, DELETE), so a dropped
+                # connection is tried again; but once one request has spent its retries on an
+                # unreachable server, the others give up at their first failure.
+                if attempt == _RETRIES - 1 or self._unreachable.is_set():
+                    self._unreachable.set()
                     raise
                 time.sleep(min(0.2 * 2**attempt, 5))
                 continue
+            self._unreachable.clear()
             if 200 <= status < 300:
                 return json.loads(data) if data else None
             parsed = _parse(data)
@@ -176,7 +185,9 @@ class KubernetesAdapter:
             return response.status, response.read(), response.headers
         except (urllib3.exceptions.HTTPError, OSError) as error:
             host = self._api.configuration.host
-            raise UnavailableError(f"cannot reach the API server at {host}: {error}") from error
+            raise ClusterUnreachableError(
+                f"cannot reach the API server at {host}: {_wire_problem(error)}"
+            ) from error
 
     def request_counts(self) -> Mapping[str, int]:
         with self._counts_lock:
@@ -301,15 +312,6 @@ class KubernetesAdapter:
         with contextlib.suppress(NotFoundError):
             self._request("delete", "DELETE", _object_path(info, key), body=body, what=str(key))
 
-    def release(self, info: KindInfo, key: ResourceKey) -> None:
-        live = self.get(info, key)
-        if live is None:
-            return  # gone: nothing left to let go of
-        # A PUT carries the resourceVersion just read: a write in between fails it (409),
-        # and the next pass tries again. A patch cannot edit managedFields this way.
-        body = released(live.manifest)
-        self._request("release", "PUT", _object_path(info, key), body=body, what=str(key))
-
     def crd_established(self, crd_name: str) -> bool:
         info = self.kind_by_group(*CRD_KIND)
         assert info is not None, "every API server serves CustomResourceDefinitions"
@@ -327,22 +329,20 @@ class KubernetesAdapter:
 
     def load_inventories(
         self, target: str
-    ) -> tuple[StoredInventory, Mapping[str, StoredInventory]]:
+    ) -> tuple[Inventory, Mapping[str, frozenset[ResourceKey]]]:
         info = self._configmap_kind()
         path = _collection_path(info, self._inventory_namespace)
-        own = StoredInventory()
-        others: dict[str, StoredInventory] = {}
-        # One list: every inventory as of one resourceVersion, a consistent snapshot.
+        own = Inventory()
+        others: dict[str, frozenset[ResourceKey]] = {}
         for live in self._list(path, info, [("labelSelector", INVENTORY_LABEL)]):
             owner = live.labels.get(INVENTORY_LABEL, "")
             if not owner or live.key.name != inventory_name(owner):
                 continue  # a copy made by hand is nobody's inventory
-            version = str((live.manifest.get("metadata") or {}).get("resourceVersion", ""))
-            stored = StoredInventory(_decoded(live, owner), version)
+            stored = _decoded(live, owner)
             if owner == target:
                 own = stored
             else:
-                others[owner] = stored
+                others[owner] = stored.keys | stored.claims
         return own, others
 
     def check_inventory_fits(self, target: str, inventory: Inventory) -> None:
@@ -351,45 +351,8 @@ class KubernetesAdapter:
     def describe_inventory(self, target: str) -> str:
         return f"ConfigMap {self._inventory_namespace}/{inventory_name(target)}"
 
-    def save_inventory(self, target: str, inventory: Inventory, version: str) -> str:
+    def save_inventory(self, target: str, inventory: Inventory) -> None:
         check_fits(target, inventory)
-        info = self._configmap_kind()
-        metadata: dict[str, Any] = {
-            "name": inventory_name(target),
-            "namespace": self._inventory_namespace,
-            "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, INVENTORY_LABEL: target},
-        }
-        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata}
-        body["data"] = encode_inventory(inventory)
-        what = self.describe_inventory(target)
-        try:
-            if version:  # compare-and-swap: only over the version this pass read
-                metadata["resourceVersion"] = version
-                saved = self._request(
-                    "inventory",
-                    "PATCH",
-                    _object_path(info, _key_of(body, "")),
-                    query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-                    body=body,
-                    content_type="application/apply-patch+yaml",
-                    what=what,
-                )
-            else:  # a create fails if another writer created it first
-                self._ensure_inventory_namespace()
-                path = _collection_path(info, self._inventory_namespace)
-                query = [("fieldManager", FIELD_MANAGER)]
-                saved = self._request("inventory", "POST", path, query=query, body=body, what=what)
-        except ClusterError as error:
-            if error.status != 409:
-                raise
-            raise InventoryError(
-                f"target {target}: {what} was changed by another writer during the pass "
-                "(another gitopsd reconciling this target?); the next pass starts from it",
-                retryable=True,
-            ) from error
-        return str(saved["metadata"]["resourceVersion"])
-
-    def _ensure_inventory_namespace(self) -> None:
         namespace = {
             "apiVersion": "v1",
             "kind": "Namespace",
@@ -397,6 +360,17 @@ class KubernetesAdapter:
         }
         if self.get(self._kind("v1", "Namespace"), _key_of(namespace, "")) is None:
             self.apply(namespace, dry_run=False, force=True)
+        body = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": inventory_name(target),
+                "namespace": self._inventory_namespace,
+                "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, INVENTORY_LABEL: target},
+            },
+            "data": encode_inventory(inventory),
+        }
+        self.apply(body, dry_run=False, force=True)
 
     def _configmap_kind(self) -> KindInfo:
         return self._kind("v1", "ConfigMap")
@@ -453,6 +427,21 @@ def _object_path(info: KindInfo, key: ResourceKey) -> str:
 
 def _continue(token: str) -> list[tuple[str, str]]:
     return [("continue", token)] if token else []
+
+
+def _wire_problem(error: BaseException) -> str:
+    """What failed on the wire, in the OS's words ("Connection refused") when it has them:
+    urllib3's wrappers repeat the pool, host and URL around it."""
+    current: BaseException | None = error
+    for _ in range(8):  # a cause chain is short; a cycle must not hang us
+        if current is None:
+            break
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror
+        # MaxRetryError keeps the real error in .reason, urllib3's SSLError in its args.
+        inner = [getattr(current, "reason", None), *current.args, current.__cause__]
+        current = next((e for e in inner if isinstance(e, BaseException)), None)
+    return " ".join(str(error).split())
 
 
 def _parse(data: bytes) -> Any:

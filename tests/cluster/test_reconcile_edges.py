@@ -8,7 +8,8 @@ from typing import Any
 
 from kubernetes import client
 
-from gitopsd.model import Action, IgnoreRule
+from gitopsd.model import IgnoreRule
+from gitopsd.model import Action
 from gitopsd.passresult import PassOutcome
 from tests.cluster.conftest import Rig, read_testdata
 
@@ -114,7 +115,7 @@ def test_failed_deletion_stays_tracked_and_is_retried(rig: Rig, api_client: Any)
             ("protected", Action.FAILED)
         ]
         assert "protected by test" in refused.changes.entries[0].error
-        inventory = rig.adapter.load_inventories(rig.settings.name)[0].inventory
+        inventory = rig.adapter.load_inventories(rig.settings.name)[0]
         assert {key.name for key in inventory.keys} == {"keep", "protected"}
     finally:
         admission.delete_validating_admission_policy_binding(f"deny-{rig.unique}")
@@ -130,8 +131,7 @@ def test_failed_deletion_stays_tracked_and_is_retried(rig: Rig, api_client: Any)
     assert [(e.key.name, e.action) for e in retried.changes.entries] == [
         ("protected", Action.PRUNED)
     ]
-    stored, _ = rig.adapter.load_inventories(rig.settings.name)
-    assert {k.name for k in stored.inventory.keys} == {"keep"}
+    assert {k.name for k in rig.adapter.load_inventories(rig.settings.name)[0].keys} == {"keep"}
 
 
 def test_recreate_waits_for_finalizers(rig: Rig, api_client: Any) -> None:

@@ -22,6 +22,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,6 +131,8 @@ class ControlPlane:
 
     workdir: Path
     audit: bool = False
+    # Appended to kube-apiserver's own flags (a later flag wins), e.g. in-flight limits.
+    apiserver_args: tuple[str, ...] = ()
     binaries: Path = field(default_factory=build)
     etcd_port: int = 0
     port: int = 0
@@ -193,7 +196,45 @@ class ControlPlane:
             (pki / "audit-policy.yaml").write_text(AUDIT_POLICY)
             args += [f"--audit-policy-file={pki / 'audit-policy.yaml'}",
                      f"--audit-log-path={self.audit_log}", "--audit-log-mode=blocking"]  # fmt: skip
-        return args
+        return args + list(self.apiserver_args)
+
+    def kill_apiserver(self) -> None:
+        """SIGKILL kube-apiserver (etcd keeps running) and wait until it is gone."""
+        process = self._process("kube-apiserver")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        self.processes.remove(process)
+
+    def start_apiserver(self, *, timeout: float = 180.0) -> None:
+        """Start kube-apiserver again, on the same port and etcd, unless it runs."""
+        if any(self._name(process) == "kube-apiserver" for process in self.processes):
+            return
+        self._spawn("kube-apiserver", self._apiserver_args(), detach=False)
+        self._wait_ready(timeout)
+
+    def _process(self, name: str) -> subprocess.Popen[bytes]:
+        for process in self.processes:
+            if self._name(process) == name:
+                return process
+        raise ClusterHarnessError(f"{name} is not running")
+
+    @staticmethod
+    def _name(process: subprocess.Popen[bytes]) -> str:
+        return Path(str(process.args[0])).name  # type: ignore[index]
+
+    def user_kubeconfig(self, user: str, group: str = "gitopsd-test") -> Path:
+        """A kubeconfig for an ordinary user (not system:masters, which the API server never
+        throttles), with a client certificate signed by the test CA; RBAC grants it nothing."""
+        pki = self.workdir
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{user}.key",
+                 "-out", f"{user}.csr", "-subj", f"/O={group}/CN={user}", cwd=pki)  # fmt: skip
+        _openssl("x509", "-req", "-in", f"{user}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-out", f"{user}.crt", "-days", "2",
+                 "-extfile", "client.ext", cwd=pki)  # fmt: skip
+        path = pki / f"kubeconfig-{user}"
+        path.write_text(self._kubeconfig_text(pki / f"{user}.crt", pki / f"{user}.key"))
+        return path
 
     def _spawn(self, name: str, args: list[str], detach: bool) -> None:
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
@@ -225,7 +266,7 @@ class ControlPlane:
                                   f"see {self.workdir / 'kube-apiserver.log'}")  # fmt: skip
 
     def _crash_message(self, process: subprocess.Popen[bytes]) -> str:
-        name = Path(str(process.args[0])).name  # type: ignore[index]
+        name = self._name(process)
         log = (self.workdir / f"{name}.log").read_text(errors="replace").strip().splitlines()
         tail = "\n".join(log[-10:])
         return f"{name} exited with {process.returncode} during start-up:\n{tail}"
@@ -237,32 +278,48 @@ class ControlPlane:
         return context
 
     def _write_kubeconfig(self) -> None:
-        pki = self.workdir
         self.kubeconfig.write_text(
-            f"""apiVersion: v1
+            self._kubeconfig_text(self.workdir / "admin.crt", self.workdir / "admin.key")
+        )
+
+    def _kubeconfig_text(self, certificate: Path, key: Path) -> str:
+        return f"""apiVersion: v1
 kind: Config
 clusters:
   - name: test
     cluster:
       server: {self.url}
-      certificate-authority: {pki / "ca.crt"}
+      certificate-authority: {self.workdir / "ca.crt"}
 users:
-  - name: admin
+  - name: user
     user:
-      client-certificate: {pki / "admin.crt"}
-      client-key: {pki / "admin.key"}
+      client-certificate: {certificate}
+      client-key: {key}
 contexts:
   - name: test
-    context: {{cluster: test, user: admin}}
+    context: {{cluster: test, user: user}}
 current-context: test
 """
-        )
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop kube-apiserver, then etcd; kill what does not exit in time."""
         for process in reversed(self.processes):
             _terminate(process.pid, process.wait, timeout)
         self.processes.clear()
+
+
+@contextlib.contextmanager
+def separate_control_plane(
+    workdir: Path, *, apiserver_args: tuple[str, ...] = ()
+) -> Iterator[ControlPlane]:
+    """A control plane of a test's own, for tests that kill or throttle the API server
+    (the session's cluster is shared with every other test)."""
+    plane = ControlPlane(workdir, apiserver_args=apiserver_args, binaries=build())
+    plane.start()
+    try:
+        yield plane
+    finally:
+        plane.stop()
 
 
 def _terminate(pid: int, wait: object, timeout: float) -> None:

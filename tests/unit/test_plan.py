@@ -53,9 +53,7 @@ def plan(
     **options: Any,
 ) -> Plan:
     settings = {"rules": (), "prune": True, **options}
-    # What is live and declared, this target made (adoption: tests/unit/test_inventory_adoption.py).
-    tracked = inventory | {key_of(m) for m in want if key_of(m) in have}
-    return make_plan([desired(m) for m in want], have, tracked, **settings)
+    return make_plan([desired(m) for m in want], have, inventory, **settings)
 
 
 def summary(result: Plan) -> list[tuple[str, str, str]]:
