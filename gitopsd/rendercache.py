@@ -36,6 +36,7 @@ def cache_key(target: TargetSettings, commit: str) -> str:
         "namespace": target.namespace,
         "path": target.source.path,
         "max_file_bytes": target.source.max_file_bytes,
+        "max_revision_bytes": target.source.max_revision_bytes,
         # Namespaced or not comes from this cluster's discovery.
         "cluster": [str(target.cluster.kubeconfig), target.cluster.context],
     }
