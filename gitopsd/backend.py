@@ -7,12 +7,18 @@ on plain data, with a fake schedule and a manual clock.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gitopsd import __version__
+from gitopsd.errors import StateError
 from gitopsd.status import StatusBoard
+from gitopsd.statuspage import index_page, target_page
+
+if TYPE_CHECKING:
+    from gitopsd.journal import Journal
 
 STALL_SECONDS = 3600.0  # a pass running longer than this is taken as hung: stop the watchdog
+DRIFT_PAGE_SECONDS = 86400.0  # how far back a target's page reads the drift journal
 
 
 class Schedule(Protocol):
@@ -28,12 +34,19 @@ class Backend:
     """Health, readiness, /status, /metrics and the webhook's trigger and secret."""
 
     def __init__(
-        self, board: StatusBoard, schedule: Schedule, *, config_path: Path, dry_run: bool
+        self,
+        board: StatusBoard,
+        schedule: Schedule,
+        *,
+        config_path: Path,
+        dry_run: bool,
+        journal: Journal | None = None,
     ) -> None:
         self.board = board
         self._schedule = schedule
         self._config_path = config_path
         self._dry_run = dry_run
+        self._journal = journal
         self.secret: str | None = None  # replaced whole by a reload
 
     def healthy(self) -> bool:
@@ -53,6 +66,24 @@ class Backend:
             "dry_run": self._dry_run,
             "targets": self.board.as_dict(self._next_run_at),
         }
+
+    def status_page(self) -> str:
+        """The HTML status page: every target."""
+        return index_page(self.status(), now=self.board.now())
+
+    def target_page(self, name: str) -> str | None:
+        """One target's HTML page with its recent drift journal; None for an unknown target."""
+        status = self.status()
+        if name not in status["targets"]:
+            return None
+        now = self.board.now()
+        drifts: list[dict[str, Any]] = []
+        if self._journal is not None:
+            try:
+                drifts = self._journal.drifts(name, since=now - DRIFT_PAGE_SECONDS)
+            except StateError:  # the page still shows the status; passes report the journal
+                drifts = []
+        return target_page(status, name, drifts, now=now)
 
     def metrics(self) -> bytes:
         return self.board.metrics.render()

@@ -16,6 +16,7 @@ from typing import Any
 from gitopsd.configread import Section, file_problem, read_document
 from gitopsd.errors import ConfigError
 from gitopsd.model import IgnoreRule
+from gitopsd.notifyconfig import SinkSettings, read_sinks
 from gitopsd.refs import normalize_path, ref_problem
 
 
@@ -141,6 +142,7 @@ class Config:
     targets: tuple[TargetSettings, ...] = ()
     http: HttpSettings | None = None
     webhook: WebhookSettings | None = None
+    notify: tuple[SinkSettings, ...] = ()  # notification sinks (gitopsd.notifyconfig)
     log_level: str = "info"
     backoff_max_seconds: float = 300.0  # cap of the delay between retries of a failing target
     stop_timeout_seconds: float = 30.0  # how long SIGTERM waits for a pass in progress
@@ -155,7 +157,7 @@ class Config:
 
 _TOP_KEYS = {
     "state_dir", "interval", "log_level", "backoff_max", "stop_timeout", "http", "webhook",
-    "targets",
+    "targets", "notify",
 }  # fmt: skip
 _REF_KEYS = ("branch", "tag", "semver", "commit")
 _TARGET_KEYS = {
@@ -198,6 +200,7 @@ def load_config(path: Path) -> Config:
         targets=targets,
         http=http,
         webhook=webhook,
+        notify=read_sinks(top, {t.name for t in targets}, _secret),
         log_level=log_level,
         backoff_max_seconds=top.duration("backoff_max", 300.0) or 300.0,
         stop_timeout_seconds=top.duration("stop_timeout", 30.0, maximum=_MAX_WAIT) or 30.0,

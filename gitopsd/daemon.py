@@ -33,6 +33,7 @@ from gitopsd.metrics import Metrics
 from gitopsd.notify import Notifier
 from gitopsd.passresult import PassResult
 from gitopsd.schedule import RunnerFactory, Slot, TargetEntry, plan_reload
+from gitopsd.sinks import Outbox, SinkSpec, read_specs
 from gitopsd.status import StatusBoard
 
 if TYPE_CHECKING:
@@ -124,7 +125,9 @@ class Daemon:
     ) -> None:
         self.config = config
         self.board = board if board is not None else StatusBoard(Metrics(), clock)
-        self.backend = Backend(self.board, self, config_path=config.path, dry_run=dry_run)
+        self.backend = Backend(
+            self.board, self, config_path=config.path, dry_run=dry_run, journal=journal
+        )
         self._factory = runner_factory
         self._journal = journal
         self._notifier = notifier or Notifier()
@@ -139,12 +142,15 @@ class Daemon:
         self._stop_requested = threading.Event()
         self._reload_requested = threading.Event()
         self._stopping = threading.Event()
+        self.outbox = Outbox((), config, self.board.metrics, clock)  # the real one at run()
 
     # -- lifecycle -------------------------------------------------------------
 
     def run(self) -> int:
         """Serve until asked to stop; the exit code (0)."""
         self.backend.secret = self._read_secret(self.config)
+        self.outbox = Outbox(read_specs(self.config), self.config, self.board.metrics, self._clock)
+        self.outbox.start()
         listener = self._start_http()  # a port in use fails the start before any pass
         self._install_signals()
         for target in self.config.targets:
@@ -191,6 +197,7 @@ class Daemon:
             slot = entry.slot
             if slot is not None:
                 slot.close()
+        self.outbox.close()
         log.info("daemon_stopped")
         return 0
 
@@ -261,7 +268,8 @@ class Daemon:
             return
         self.board.started(name)
         result = self._pass_with(name, slot)
-        self.board.record(result)
+        change = self.board.record(result)
+        self.outbox.publish(result, change, dry_run=self._dry_run)  # queued, never sent here
         retired = entry.finish(slot, result, self.config.backoff_max_seconds)
         if retired is not None:
             retired.close()
@@ -289,6 +297,7 @@ class Daemon:
         try:
             new = load_config(old.path)
             secret = self._read_secret(new)
+            specs = read_specs(new)
             if new.state_dir != old.state_dir:
                 raise ConfigError(f"{new.path}: state_dir: cannot change without a restart")
         except ConfigError as exc:
@@ -303,11 +312,21 @@ class Daemon:
         for target in started:
             self._start_target(target, new)
         self.config, self.backend.secret = new, secret
+        self._renew_outbox(specs, new)
         if not self._log_level_fixed:
             logs.set_level(new.log_level)
         changed = [*plan.removed, *(t.name for t in started)]
         log.info("config_reloaded", targets=[t.name for t in new.targets], changed=changed)
         return True
+
+    def _renew_outbox(self, specs: tuple[SinkSpec, ...], config: Config) -> None:
+        """New sinks when their settings or secrets changed; otherwise the queues live on."""
+        if specs == self.outbox.specs:
+            self.outbox.retarget(config)
+            return
+        old, self.outbox = self.outbox, Outbox(specs, config, self.board.metrics, self._clock)
+        self.outbox.start()
+        old.close()
 
     def _read_secret(self, config: Config) -> str | None:
         return config.webhook.secret.read() if config.webhook is not None else None

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -36,6 +36,14 @@ SECRET_HEADER = "X-Gitopsd-Secret"
 # GitHub, Gitea and Forgejo sign the body with the shared secret instead of sending it.
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 MAX_BODY = 1024 * 1024
+# The status page is self-contained: no script runs and nothing loads from elsewhere.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
 MAX_CONNECTIONS = 64  # probes, scrapes and webhooks need a handful at a time
 REQUEST_TIMEOUT = 10.0  # seconds to send a whole request; also bounds each read and write
 FD_RESERVE = 512  # open files the listener leaves to passes (mirrors, API connections, journal)
@@ -47,6 +55,8 @@ class Backend(Protocol):
     """What the listener needs from the daemon."""
 
     def status(self) -> dict[str, Any]: ...
+    def status_page(self) -> str: ...
+    def target_page(self, name: str) -> str | None: ...  # None: no such target
     def readiness(self) -> list[str]: ...  # why the daemon is not ready; empty when it is
     def metrics(self) -> bytes: ...
     def webhook_secret(self) -> str | None: ...
@@ -269,6 +279,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/status":
             body = json.dumps(self.backend.status(), indent=2, sort_keys=True) + "\n"
             self._send(HTTPStatus.OK, body.encode(), "application/json")
+        elif path == "/":
+            self._send_page(self.backend.status_page())
+        elif path.startswith("/targets/"):
+            self._send_page(self.backend.target_page(unquote(path.removeprefix("/targets/"))))
         elif path == "/hooks/sync":
             self._send(HTTPStatus.METHOD_NOT_ALLOWED, b"use POST\n", allow="POST")
         else:
@@ -338,6 +352,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         for name, value in headers.items():
             self.send_header(name.capitalize(), value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _send_page(self, page: str | None) -> None:
+        status = HTTPStatus.OK if page is not None else HTTPStatus.NOT_FOUND
+        body = (page if page is not None else "no such target\n").encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in PAGE_HEADERS.items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 

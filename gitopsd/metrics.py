@@ -72,6 +72,27 @@ class Metrics:
         self.failing = Gauge(
             "gitopsd_target_failing", "1 when the target's last pass failed", ["target"], registry=r
         )
+        self.throttled = Counter(
+            "gitopsd_api_throttled",
+            "Requests the API server answered 429 (each retried after its Retry-After)",
+            ["target"],
+            registry=r,
+        )
+        self.notify_sent = Counter(
+            "gitopsd_notifications_sent", "Notifications delivered, by sink", ["sink"], registry=r
+        )
+        self.notify_failed = Counter(
+            "gitopsd_notifications_failed",
+            "Delivery attempts that failed (each retry counts), by sink",
+            ["sink"],
+            registry=r,
+        )
+        self.notify_dropped = Counter(
+            "gitopsd_notifications_dropped",
+            "Notifications not delivered, by sink and reason",
+            ["sink", "reason"],
+            registry=r,
+        )
         info = Gauge("gitopsd_build_info", "gitopsd's version", ["version"], registry=r)
         info.labels(__version__).set(1)
         self._revisions: dict[str, str] = {}
@@ -81,6 +102,8 @@ class Metrics:
         target, outcome = result.target, result.outcome.value
         self.passes.labels(target, outcome).inc()
         self.duration.labels(target, outcome).observe(result.duration_seconds)
+        if result.throttled:
+            self.throttled.labels(target).inc(result.throttled)
         failed = result.outcome is PassOutcome.FAILED
         self.failing.labels(target).set(1 if failed else 0)
         if not failed:

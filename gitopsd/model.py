@@ -85,6 +85,7 @@ class Revision:
     commit: str
     ref: str = ""
     message: str = ""
+    author: str = ""  # the commit author's name, for the status page and notifications
 
     @property
     def short(self) -> str:

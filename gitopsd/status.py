@@ -16,6 +16,7 @@ import structlog
 from gitopsd.clock import SYSTEM_CLOCK, Clock
 from gitopsd.errors import ClusterError, SourceError
 from gitopsd.metrics import Metrics
+from gitopsd.notifications import HealthChange
 from gitopsd.passresult import PassOutcome, PassResult, failure_line, one_line
 
 log = structlog.get_logger(__name__)
@@ -39,6 +40,8 @@ class TargetStatus:
     name: str
     interval_seconds: float
     revision: str | None = None
+    revision_message: str = ""
+    revision_author: str = ""
     outcome: PassOutcome | None = None
     started_at: float | None = None
     duration_seconds: float | None = None
@@ -48,6 +51,7 @@ class TargetStatus:
     failures: int = 0
     health: str = "unknown"
     running_since: float | None = None
+    last_failure: dict[str, Any] | None = None  # kept after recovery: at, revision, error in full
 
     @property
     def failed(self) -> bool:
@@ -58,11 +62,18 @@ class TargetStatus:
         self.outcome, self.started_at = result.outcome, result.started_at
         self.duration_seconds, self.writes = result.duration_seconds, result.changes.writes
         self.running_since = None
-        if result.commit:
-            self.revision = result.commit
+        if result.revision is not None:
+            self.revision = result.revision.commit
+            self.revision_message = result.revision.message
+            self.revision_author = result.revision.author
         self.error = one_line(result.error) if result.error is not None else None
         if result.outcome is PassOutcome.FAILED:
             self.failures += 1
+            self.last_failure = {
+                "at": result.started_at + result.duration_seconds,
+                "revision": result.commit,
+                "error": str(result.error) if result.error is not None else "failed",
+            }
         else:
             self.failures = 0
             self.last_success_at = result.started_at + result.duration_seconds
@@ -81,6 +92,8 @@ class TargetStatus:
             }
         return {
             "revision": self.revision,
+            "revision_message": self.revision_message,
+            "revision_author": self.revision_author,
             "in_sync": self.outcome.in_sync if self.outcome is not None else None,
             "last_pass": last_pass,
             "last_error": self.error,
@@ -90,6 +103,7 @@ class TargetStatus:
             "running": self.running_since is not None,
             "interval_seconds": self.interval_seconds,
             "next_run_at": next_run_at,
+            "last_failure": self.last_failure,
         }
 
 
@@ -101,6 +115,10 @@ class StatusBoard:
         self._clock = clock
         self._lock = threading.Lock()
         self._targets: dict[str, TargetStatus] = {}
+
+    def now(self) -> float:
+        """The board's clock, for views that say how long ago a pass ran."""
+        return self._clock.time()
 
     def track(self, name: str, interval: float) -> None:
         with self._lock:
@@ -123,17 +141,18 @@ class StatusBoard:
             status = self._targets.get(name)
             return replace(status) if status is not None else None
 
-    def record(self, result: PassResult) -> None:
+    def record(self, result: PassResult) -> HealthChange | None:
         """Take in one finished pass: status, metrics, and a log line when health changes.
 
-        A target removed by a reload while its pass ran is not brought back.
+        The change of health, if any (notifications follow it). A target removed by a
+        reload while its pass ran is not brought back.
         """
         name, outcome = result.target, result.outcome.value
         with self._lock:
             status = self._targets.get(name)
             if status is None:
                 log.debug("pass_of_removed_target", target=name, outcome=outcome)
-                return
+                return None
             changed_from = status.record(result)
             status = replace(status)
         self.metrics.observe_pass(result)
@@ -144,6 +163,7 @@ class StatusBoard:
             log.info("target_recovered", was=changed_from, **fields)
         else:  # the runner logs each pass itself
             log.debug("pass_recorded", error=status.error, **fields)
+        return HealthChange(changed_from, status.health) if changed_from is not None else None
 
     def failing(self) -> list[str]:
         """Why the daemon is not ready: one line per target whose last pass failed."""

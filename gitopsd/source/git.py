@@ -149,7 +149,9 @@ class GitSource:
         self._check_history(repo, commit)
         self._verify(commit)
         with self._mirror.reading(f"reading commit {commit.id}"):
-            return Revision(str(commit.id), ref_name, commit.message.split("\n", 1)[0])
+            return Revision(
+                str(commit.id), ref_name, commit.message.split("\n", 1)[0], commit.author.name
+            )
 
     def _refill(self) -> None:
         """Fetch the ref into a fresh mirror, with no policy checks: they passed already."""

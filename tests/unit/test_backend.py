@@ -9,7 +9,17 @@ from gitopsd.backend import STALL_SECONDS, Backend
 from gitopsd.clock import ManualClock
 from gitopsd.errors import GitopsdError, RemoteUnreachableError
 from gitopsd.metrics import Metrics
-from gitopsd.model import ChangeSet, Revision
+from gitopsd.journal import Journal
+from gitopsd.model import (
+    Action,
+    ChangeSet,
+    ChangeSetEntry,
+    DriftReport,
+    FieldChange,
+    ResourceKey,
+    Revision,
+)
+from gitopsd.notifications import HealthChange
 from gitopsd.passresult import PassOutcome, PassResult, failure_line
 from gitopsd.status import StatusBoard
 
@@ -37,7 +47,7 @@ class FakeSchedule:
 
 
 def passed(target: str, at: float) -> PassResult:
-    revision = Revision(COMMIT, "refs/heads/main")
+    revision = Revision(COMMIT, "refs/heads/main", "Deploy web", "Ada")
     return PassResult(target, PassOutcome.IN_SYNC, revision, ChangeSet(), None, None, at, 0.5)
 
 
@@ -70,6 +80,9 @@ def test_status_of_a_pass() -> None:
         "running": False,
         "interval_seconds": 60.0,
         "next_run_at": 2_000_000.0,
+        "revision_message": "Deploy web",
+        "revision_author": "Ada",
+        "last_failure": None,
     }
 
 
@@ -85,8 +98,35 @@ def test_a_failed_pass_makes_the_daemon_unready_until_one_passes() -> None:
         1,
     )
     assert entry["last_pass"]["outcome"] == "failed" and entry["revision"] is None
-    board.record(passed("web", clock.time()))
+    assert board.record(passed("web", clock.time())) == HealthChange("source_down", "ok")
     assert backend.readiness() == []
+    # The failure in full stays for the status page after the target recovered.
+    assert backend.status()["targets"]["web"]["last_failure"] == {
+        "at": clock.time(),
+        "revision": None,
+        "error": "target web, remote r:\n  did not answer",
+    }
+
+
+def test_status_pages_from_the_board_and_the_journal(tmp_path: Path) -> None:
+    _, board, schedule, clock = rig()
+    journal = Journal.open(tmp_path)
+    backend = Backend(
+        board, schedule, config_path=Path("/etc/g.yaml"), dry_run=False, journal=journal
+    )
+    key = ResourceKey("", "ConfigMap", "prod", "app")
+    drift = DriftReport(key, False, (FieldChange("/data/v", "1", "2"),))
+    journal.record_pass(
+        target="web", revision=COMMIT, outcome="converged", started_at=clock.time() - 30,
+        duration_seconds=1.0, writes=1, error=None,
+        drifts=[(clock.time() - 30, ChangeSetEntry(key, Action.CORRECTED, drift))],
+    )  # fmt: skip
+    board.record(passed("web", clock.time()))
+    assert "Deploy web" in backend.status_page() and 'href="targets/web"' in backend.status_page()
+    page = backend.target_page("web")
+    assert page is not None and "ConfigMap prod/app" in page and "/data/v" in page
+    assert backend.target_page("nope") is None
+    journal.close()
 
 
 def test_shutting_down_is_unready_and_has_no_next_run() -> None:
