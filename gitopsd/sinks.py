@@ -198,6 +198,9 @@ class SinkWorker:
         while (message := self._next()) is not None:
             try:
                 self._deliver(message)
+            except Exception:  # a bug must not end the sink's thread: later messages still go
+                log.exception("notify_crashed", sink=self.name)
+                self._drop("crashed")
             finally:
                 with self._changed:
                     self._busy = False
@@ -263,7 +266,7 @@ class SinkWorker:
         if result.status not in self._rejections_logged:  # once per answer until one passes
             self._rejections_logged.add(result.status)
             log.warning(
-                "notify_rejected", sink=self.name, event=message.kind, target=message.target,
+                "notify_rejected", sink=self.name, notification=message.kind, target=message.target,
                 problem=result.problem,
                 fix="check the sink's URL, token and permissions; messages it refuses are dropped",
             )  # fmt: skip
