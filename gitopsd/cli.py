@@ -30,6 +30,8 @@ from gitopsd.configread import parse_duration
 from gitopsd.errors import ConfigError, GitopsdError, LockError, StateError
 from gitopsd.lock import StateLock
 from gitopsd.passresult import PassOutcome, PassResult, failure_line
+from gitopsd.preview import OUTPUTS, formatted
+from gitopsd.refs import ref_name_problem
 
 if TYPE_CHECKING:
     from gitopsd.journal import Journal
@@ -71,8 +73,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--once", action="store_true", help="one pass over every target, then exit")
     parser.add_argument("--dry-run", action="store_true", help="compute everything, write nothing")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    diff = commands.add_parser("diff", help="show what a pass would change, as unified diffs")
+    diff = commands.add_parser(
+        "diff", help="show what a pass would change (of any ref or a local directory)"
+    )
     diff.add_argument("--target", help="only this target")
+    revision = diff.add_mutually_exclusive_group()
+    revision.add_argument(
+        "--ref",
+        type=_preview_ref,
+        help="preview REF instead of the configured ref: a branch, tag, commit or ref name "
+        "(refs/pull/42/head), fetched without moving what the daemon follows",
+    )
+    revision.add_argument(
+        "--path",
+        type=Path,
+        metavar="DIR",
+        help="preview the manifests in local directory DIR (one target: --target)",
+    )
+    diff.add_argument(
+        "--output",
+        choices=OUTPUTS,
+        default="text",
+        help="unified diffs (default), a pull-request comment, or JSON for tools",
+    )
     history = commands.add_parser("history", help="passes and drift events from the journal")
     history.add_argument("--target", help="only this target")
     history.add_argument("--since", type=_since, help="only the last DURATION (30m, 1h, 7d)")
@@ -107,6 +130,14 @@ def _common_options(parser: argparse.ArgumentParser, default: str) -> None:
     )
 
 
+def _preview_ref(text: str) -> str:
+    # A full ref name (refs/pull/42/head) is welcome here, unlike in the configuration.
+    problem = ref_name_problem(text.removeprefix("refs/"))
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text!r} {problem}")
+    return text
+
+
 def _since(text: str) -> float:
     try:
         return parse_duration(text)
@@ -124,12 +155,11 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
             args.since,
             as_json=args.json,
         )
-    if args.command in ("diff", "validate"):
-        targets = _targets(config, getattr(args, "target", None))
+    if args.command == "diff":
+        return _diff(config, args)
+    if args.command == "validate":
         with _state(config, wait=args.wait_lock) as (scratch, journal):
-            if args.command == "diff":
-                return _diff(scratch, journal, targets)
-            return _validate(scratch, journal, targets)
+            return _validate(scratch, journal, config.targets)
     with StateLock(config.state_dir) as lock:
         lock.acquire(wait=args.wait_lock)
         journal = _open_journal(config.state_dir)
@@ -260,14 +290,23 @@ def _stop_on_signal(stop: threading.Event) -> Iterator[None]:
             signal.signal(signum, handler)
 
 
-def _diff(config: Config, journal: Journal, targets: Sequence[TargetSettings]) -> int:
-    results = run_passes(config, journal, targets, dry_run=True, previews=True)
-    for result in results:
-        for preview in result.previews:
-            sys.stdout.write(
-                preview.diff_text if preview.diff_text.endswith("\n") else preview.diff_text + "\n"
-            )
-    return exit_code(results)
+def _diff(config: Config, args: argparse.Namespace) -> int:
+    from gitopsd import diffcommand
+
+    targets = _targets(config, args.target)
+    if args.path is not None and len(targets) > 1:
+        names = ", ".join(t.name for t in targets)
+        return _fail(f"--path is the source of one target: add --target ({names})", EXIT_USAGE)
+    found = diffcommand.previews(config, targets, ref=args.ref, path=args.path, wait=args.wait_lock)
+    sys.stdout.write(formatted(found, args.output))
+    for shown in found:
+        if shown.refusal:
+            print(f"gitopsd: would be refused on merge: {shown.refusal}", file=sys.stderr)
+        if shown.error:
+            print(f"gitopsd: {shown.error}", file=sys.stderr)
+    if any(shown.error or shown.refusal for shown in found):
+        return EXIT_FAILED
+    return EXIT_CHANGES if any(shown.objects for shown in found) else EXIT_OK
 
 
 def _validate(config: Config, journal: Journal, targets: Sequence[TargetSettings]) -> int:

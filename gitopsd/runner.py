@@ -7,17 +7,21 @@ directly with whatever source and adapter they need.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 
 from gitopsd.adapters.kubernetes import KubernetesAdapter
 from gitopsd.clock import SYSTEM_CLOCK, Clock
 from gitopsd.config import Config, TargetSettings
 from gitopsd.errors import GitopsdError
 from gitopsd.journal import Journal
+from gitopsd.model import ResourceKey
 from gitopsd.passresult import PassResult
+from gitopsd.readonly import ReadOnlyAdapter
 from gitopsd.reconcile import Reconciler
 from gitopsd.render import render
 from gitopsd.rendercache import RenderCache
 from gitopsd.source.git import GitSource
+from gitopsd.source.snapshot import Snapshot
 
 
 class TargetRunner:
@@ -79,3 +83,24 @@ class TargetRunner:
         if self._adapter is None:
             self._adapter = KubernetesAdapter(self.target.cluster, self.target.inventory_namespace)
         return self._adapter
+
+
+def preview_pass(
+    target: TargetSettings, snapshot: Snapshot, clock: Clock = SYSTEM_CLOCK
+) -> tuple[PassResult, Mapping[ResourceKey, str]]:
+    """A dry-run pass with previews of `snapshot` against the live cluster, through an
+    adapter that only reads and dry-runs; nothing journaled, cached or marked applied.
+
+    Also the objects the server could not validate, with why (see readonly.py).
+    """
+    try:
+        adapter = KubernetesAdapter(target.cluster, target.inventory_namespace)
+    except GitopsdError as error:
+        return PassResult.failed(target.name, error, clock.time()), {}
+    guard = ReadOnlyAdapter(adapter, target.name)
+    try:
+        reconciler = Reconciler(target, snapshot, guard, None, clock)
+        result = reconciler.run(dry_run=True, previews=True)
+    finally:
+        adapter.close()
+    return result, guard.unvalidated()

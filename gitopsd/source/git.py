@@ -33,6 +33,7 @@ from gitopsd.model import Revision, SourceFile
 from gitopsd.refs import normalize_path, ref_problem
 from gitopsd.source.mirror import Mirror, slug, writing
 from gitopsd.source.redact import redact_url
+from gitopsd.source.snapshot import Snapshot
 from gitopsd.source.transport import Endpoint, Session, Transfer, ssh_host_port
 from gitopsd.source.tree import ErrorFactory, TreeReader
 from gitopsd.source.verify import Untrusted, verify_signature
@@ -40,6 +41,7 @@ from gitopsd.source.verify import Untrusted, verify_signature
 _HEX = re.compile(r"^[0-9a-f]{7,64}$")
 _FULL_HEX = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 ALL_REFS = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
+_BRANCHES_AND_TAGS = ("refs/heads/", "refs/tags/")
 T = TypeVar("T")
 
 
@@ -118,6 +120,24 @@ class GitSource:
     def last_applied(self) -> str | None:
         return self._last_applied
 
+    def snapshot(self, ref: str | None = None) -> Snapshot:
+        """The declared files at `ref` (a ref name, branch, tag or commit; None: the
+        configured ref, with every policy enforced), for a preview.
+
+        Another ref is fetched with no destination (FETCH_HEAD only), so the mirror's refs
+        and the applied marker stay as the daemon left them; a commit the signature policy
+        refuses is still read, and `refusal` says why the daemon would refuse it.
+        """
+        if ref is None:
+            revision = self.fetch()
+            return Snapshot(revision, self.read_tree(revision))
+
+        def attempt() -> Snapshot:
+            revision, refusal = self._fetch_other(ref)
+            return Snapshot(revision, self._read_tree(revision), refusal=refusal)
+
+        return self._recovering(attempt, attempt)
+
     # --- one attempt, and the repair of a damaged mirror ----------------------------------
 
     def _recovering(self, attempt: Callable[[], T], again: Callable[[], T]) -> T:
@@ -152,6 +172,20 @@ class GitSource:
             return Revision(
                 str(commit.id), ref_name, commit.message.split("\n", 1)[0], commit.author.name
             )
+
+    def _fetch_other(self, ref: str) -> tuple[Revision, str | None]:
+        with self._mirror.held():
+            repo = self._open_mirror()
+            session = Session(self.endpoint, repo)
+            name, commit = self._resolve_other(session, repo, ref)
+        self.last_transfer = session.transfers[-1] if session.transfers else None
+        refusal = self._signature_refusal(commit)
+        with self._mirror.reading(f"reading commit {commit.id}"):
+            revision = Revision(
+                str(commit.id), name, commit.message.split("\n", 1)[0], commit.author.name
+            )
+        self.log.info("source_previewed", revision=revision.commit, ref=name, refused=bool(refusal))
+        return revision, None if refusal is None else str(refusal)
 
     def _refill(self) -> None:
         """Fetch the ref into a fresh mirror, with no policy checks: they passed already."""
@@ -214,6 +248,38 @@ class GitSource:
             raise self.endpoint.error(RefNotFoundError, f"commit {self.settings.ref} not found")
         return found
 
+    def _resolve_other(
+        self, session: Session, repo: pygit2.Repository, ref: str
+    ) -> tuple[str, pygit2.Commit]:
+        """`ref` as git would read it: a full ref name, a tag, a branch, or a commit id."""
+        heads = session.list_heads()
+        # git's order (gitrevisions(7)): as given (`HEAD`, `refs/pull/42/head`), tag, branch.
+        candidates = (
+            [ref] if ref.startswith("refs/") else [ref, f"refs/tags/{ref}", f"refs/heads/{ref}"]
+        )
+        name = next((n for n in candidates if n in heads), None)
+        if name is not None:
+            wanted = heads.get(f"{name}^{{}}") or heads[name]
+            with self._mirror.reading(f"looking up {name}"):
+                present = wanted in repo
+            if not present:
+                session.fetch([name])  # no destination: no ref of the mirror moves
+            with self._mirror.reading(f"reading {name}"):
+                return name, repo[wanted].peel(pygit2.Commit)
+        found = self._lookup(repo, ref) if _HEX.match(ref) else None
+        branches = [n for n in heads if n.startswith(_BRANCHES_AND_TAGS) and "^" not in n]
+        if found is None and _HEX.match(ref) and branches:
+            # libgit2 cannot ask for an object by id: fetch what may hold it, into FETCH_HEAD.
+            session.fetch(branches)
+            found = self._lookup(repo, ref)
+        if found is None:
+            raise self.endpoint.error(
+                RefNotFoundError,
+                f"ref {ref!r} not found: no such ref, tag or branch, nor a commit on one "
+                "(name the ref that holds it, e.g. refs/pull/42/head)",
+            )
+        return ref, found
+
     @staticmethod
     def _lookup(repo: pygit2.Repository, commit_id: str) -> pygit2.Commit | None:
         try:
@@ -247,18 +313,27 @@ class GitSource:
             )
 
     def _verify(self, commit: pygit2.Commit) -> None:
+        refusal = self._signature_refusal(commit)
+        if refusal is not None:
+            raise refusal
+
+    def _signature_refusal(self, commit: pygit2.Commit) -> SourceError | None:
+        """The SignatureError the policy refuses `commit` with, or None when it passes."""
         settings, commit_id = self.settings.signature, str(commit.id)
         if settings is None or commit_id in self._verified:
-            return
+            return None
         with self._mirror.reading(f"reading the signature of {commit_id[:12]}"):
             signature, payload = commit.gpg_signature
         try:
             signer = verify_signature(signature, payload, settings, self.state_dir)
         except Untrusted as exc:
             self.log.warning("signature_refused", revision=commit_id, reason=str(exc))
-            raise self.endpoint.error(SignatureError, f"commit {commit_id[:12]}: {exc}") from exc
+            refusal = self.endpoint.error(SignatureError, f"commit {commit_id[:12]}: {exc}")
+            refusal.__cause__ = exc
+            return refusal
         self._verified.add(commit_id)
         self.log.info("signature_verified", revision=commit_id, signer=signer)
+        return None
 
     # --- setup ----------------------------------------------------------------------------
 

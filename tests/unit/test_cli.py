@@ -152,21 +152,7 @@ def test_wait_lock_runs_once_the_lock_is_free(script: Script, config_file: Path)
     assert dict(script.calls) == {"web": 1, "api": 1}
 
 
-def test_diff_prints_previews_and_exits_3(
-    script: Script, config_file: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    script.outcomes["web"] = PassOutcome.WOULD_CHANGE
-    assert run("diff", "--config", config_file, "--target", "web") == cli.EXIT_CHANGES
-    assert capsys.readouterr().out == "-  a: 1\n+  a: 2\n"
-    assert dict(script.calls) == {"web": 1}
-
-
-def test_diff_beside_a_running_daemon_uses_a_scratch_state_dir(
-    script: Script, config_file: Path
-) -> None:
-    with StateLock(config_file.parent / "state") as lock:
-        lock.acquire()
-        assert run("--config", config_file, "diff") == cli.EXIT_OK
+# `diff` (previews of any ref or a local directory): tests/unit/test_diff_command.py.
 
 
 def test_unknown_target_suggests_the_closest(
