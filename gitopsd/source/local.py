@@ -64,8 +64,9 @@ class _DirectoryReader:
         """(path relative to the directory, real path, size) of every file to read."""
         found = []
         for folder, subfolders, names in os.walk(self.root, onerror=self._walk_error):
-            subfolders[:] = [name for name in subfolders if name != ".git"]
-            for name in names:
+            # Sorted, as Git trees are: the first problem reported is always the same one.
+            subfolders[:] = sorted(name for name in subfolders if name != ".git")
+            for name in sorted(names):
                 path = Path(folder, name)
                 relative = path.relative_to(self.root).as_posix()
                 # Case-insensitive like the tree reader's: `app.YAML` is read.
