@@ -107,6 +107,7 @@ def _header(status: Mapping[str, Any], now: float, summary: str) -> str:
 def _card(name: str, target: Mapping[str, Any], now: float, *, link: str | None) -> str:
     title = f'<a href="{_e(link)}">{_e(name)}</a>' if link else _e(name)
     label, tone = _state(target)
+    running = '<span class="badge warn">running</span>' if target.get("running") else ""
     rows = [
         ("revision", _revision(target)),
         ("health", _e(str(target.get("health") or "unknown"))),
@@ -119,13 +120,11 @@ def _card(name: str, target: Mapping[str, Any], now: float, *, link: str | None)
     cells = "".join(f"<dt>{key}</dt><dd>{value}</dd>" for key, value in rows)
     return (
         f'<section class="card" id="target-{_e(name)}"><h2>{title}'
-        f'<span class="badge {tone}">{label}</span></h2><dl>{cells}</dl></section>'
+        f'<span class="badge {tone}">{label}</span>{running}</h2><dl>{cells}</dl></section>'
     )
 
 
 def _state(target: Mapping[str, Any]) -> tuple[str, str]:
-    if target.get("running"):
-        return "running", "warn"
     if target.get("last_pass") is None:
         return "not run yet", ""
     if _failed(target):
@@ -231,7 +230,7 @@ def _when(at: float | None, now: float) -> str:
 def _relative(seconds: float) -> str:
     span = abs(seconds)
     if span < 1:
-        return "now"
+        return "just now"
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if span >= size:
             amount = f"{int(span // size)}{unit}"

@@ -8,8 +8,8 @@ from pathlib import Path
 from gitopsd.backend import STALL_SECONDS, Backend
 from gitopsd.clock import ManualClock
 from gitopsd.errors import GitopsdError, RemoteUnreachableError
-from gitopsd.metrics import Metrics
 from gitopsd.journal import Journal
+from gitopsd.metrics import Metrics
 from gitopsd.model import (
     Action,
     ChangeSet,

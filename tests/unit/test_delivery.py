@@ -1,4 +1,4 @@
-"""Delivery rules on plain numbers: verdicts, Retry-After, backoff, rate limit, repeats, down sinks."""
+"""Delivery rules on plain numbers: verdicts, Retry-After, backoff, rate limit, repeats, outages."""
 
 from __future__ import annotations
 

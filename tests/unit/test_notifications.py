@@ -87,7 +87,9 @@ def test_a_failed_pass_and_a_recovery() -> None:
     assert [e.type for e in events] == [EventType.TARGET_RECOVERED, EventType.DRIFT_CORRECTED]
     assert events[0].previous_health == "cluster_down"
     # The first pass of a daemon is not a recovery.
-    assert pass_events(result(PassOutcome.IN_SYNC), HealthChange("unknown", "ok"), dry_run=False) == ()
+    assert (
+        pass_events(result(PassOutcome.IN_SYNC), HealthChange("unknown", "ok"), dry_run=False) == ()
+    )
 
 
 def test_webhook_body_is_the_documented_document() -> None:

@@ -48,7 +48,9 @@ def test_every_kind_of_sink(tmp_path: Path) -> None:
     )
     webhook, slack, github, gitlab, forgejo = config.notify  # type: ignore[attr-defined]
     assert (webhook.name, webhook.type, webhook.url) == (
-        "webhook", SinkType.WEBHOOK, "https://hooks.example/gitopsd"
+        "webhook",
+        SinkType.WEBHOOK,
+        "https://hooks.example/gitopsd",
     )
     assert webhook.secret == SecretRef(file=tmp_path / "hook-secret")
     assert webhook.events == {EventType.PASS_FAILED} and webhook.targets == {"api"}

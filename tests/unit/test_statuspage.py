@@ -19,9 +19,11 @@ def target(**changes: Any) -> dict[str, Any]:
         "revision_author": "Ada <ada@example.com>",
         "in_sync": True,
         "last_pass": {
-            "outcome": "converged", "started_at": NOW - 125, "duration_seconds": 1.234,
+            "outcome": "converged",
+            "started_at": NOW - 125,
+            "duration_seconds": 1.234,
             "writes": 2,
-        },  # fmt: skip
+        },
         "last_error": None,
         "last_success_at": NOW - 124,
         "consecutive_failures": 0,
@@ -60,7 +62,12 @@ def text(page: str) -> str:
 def test_index_shows_every_target_with_what_a_person_asks_first() -> None:
     failing = target(
         in_sync=False,
-        last_pass={"outcome": "failed", "started_at": NOW - 5, "duration_seconds": 0.5, "writes": 0},
+        last_pass={
+            "outcome": "failed",
+            "started_at": NOW - 5,
+            "duration_seconds": 0.5,
+            "writes": 0,
+        },
         last_error="target api: a.yaml#0: kind is missing",
         consecutive_failures=3,
         health="failed",
@@ -68,7 +75,10 @@ def test_index_shows_every_target_with_what_a_person_asks_first() -> None:
     page = index_page(status(web=target(), api=failing), now=NOW)
     shown = text(page)
     assert "2 targets, 1 failing" in shown
-    assert "0123456789ab Raise &lt;web&gt; replicas &amp; limits by Ada &lt;ada@example.com&gt;" in shown
+    assert (
+        "0123456789ab Raise &lt;web&gt; replicas &amp; limits by Ada &lt;ada@example.com&gt;"
+        in shown
+    )
     assert "converged, 2m ago , took 1.23s, 2 writes" in shown
     assert "in 42s" in shown
     assert "3 in a row: target api: a.yaml#0: kind is missing" in shown
@@ -112,11 +122,14 @@ def test_target_page_has_the_drift_journal_and_the_last_failure_in_full() -> Non
     }
     drifts = [
         {
-            "time": NOW - 60 * i, "kind": "ConfigMap", "namespace": "prod", "name": f"cm-{i}",
+            "time": NOW - 60 * i,
+            "kind": "ConfigMap",
+            "namespace": "prod",
+            "name": f"cm-{i}",
             "action": "corrected",
             "fields": [{"path": "/data/v", "desired": "1", "live": {"x": "<2>"}}],
             "managers": [{"manager": "kubectl-edit", "operation": "Update", "time": "t"}],
-        }  # fmt: skip
+        }
         for i in reversed(range(60))  # the journal's order: oldest first
     ]
     page = target_page(status(web=target(last_failure=failure)), "web", drifts, now=NOW)
@@ -135,3 +148,9 @@ def test_target_page_has_the_drift_journal_and_the_last_failure_in_full() -> Non
 def test_target_page_without_drift_or_failure() -> None:
     shown = text(target_page(status(web=target()), "web", [], now=NOW))
     assert "None recorded since the daemon started." in shown and "No drift journaled." in shown
+
+
+def test_a_pass_in_progress_shows_beside_the_last_known_state() -> None:
+    page = index_page(status(web=target(running=True)), now=NOW)
+    badges = re.findall(r'class="badge (\w*)">([^<]+)<', page)
+    assert badges == [("ok", "in sync"), ("warn", "running")]
