@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -267,7 +267,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self._request_read()
-        path = urlsplit(self.path).path
+        if (url := self._url()) is None:
+            return
+        path = url.path
         if path == "/healthz":
             self._send(HTTPStatus.OK, b"ok\n")
         elif path == "/readyz":
@@ -289,7 +291,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.NOT_FOUND, b"not found\n")
 
     def do_POST(self) -> None:
-        url = urlsplit(self.path)
+        if (url := self._url()) is None:
+            return
         if url.path != "/hooks/sync":
             self._send(HTTPStatus.NOT_FOUND, b"not found\n")
             return
@@ -315,6 +318,14 @@ class _Handler(BaseHTTPRequestHandler):
         log.info("webhook_triggered", targets=started)
         body_out = json.dumps({"triggered": started}) + "\n"
         self._send(HTTPStatus.ACCEPTED, body_out.encode(), "application/json")
+
+    def _url(self) -> SplitResult | None:
+        """The request's target split, or None once a 400 is sent for one urlsplit refuses."""
+        try:
+            return urlsplit(self.path)
+        except ValueError:  # `x://[abc]/`: a bracketed host that is no IP address
+            self._send(HTTPStatus.BAD_REQUEST, b"malformed request target\n")
+            return None
 
     def _request_read(self) -> None:
         if self.connections is not None:
