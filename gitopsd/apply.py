@@ -172,10 +172,7 @@ class _Stages:
                 f"revision was validated; nothing written: {self._unreachable}"
             ) from self._unreachable
         if problems:
-            raise ReconcileError(
-                f"target {self._options.target}: revision refused, nothing written: "
-                + "; ".join(problems)
-            )
+            raise _refusal(self._options.target, problems)
         kept: list[PlanStep] = []
         unchanged: list[ChangeSetEntry] = []
         for step in steps:
@@ -203,10 +200,10 @@ class _Stages:
 
     def _validate(
         self, steps: Sequence[PlanStep]
-    ) -> tuple[frozenset[ResourceKey], list[str], dict[ResourceKey, ApplyResult]]:
+    ) -> tuple[frozenset[ResourceKey], list[GitopsdError], dict[ResourceKey, ApplyResult]]:
         """Dry-run every step: those that need recreating, every refusal, and the results."""
         recreate: set[ResourceKey] = set()
-        problems: list[str] = []
+        problems: list[GitopsdError] = []
         results: dict[ResourceKey, ApplyResult] = {}
         for step, outcome in zip(steps, self._map(self._try_dry_run, steps), strict=True):
             if isinstance(outcome, ApplyResult):
@@ -216,7 +213,7 @@ class _Stages:
             elif isinstance(outcome, ImmutableFieldError) and self._options.recreate:
                 recreate.add(step.key)
             else:
-                problems.append(str(outcome))
+                problems.append(outcome)
         return frozenset(recreate), problems, results
 
     def _try_dry_run(self, step: PlanStep) -> ApplyResult | GitopsdError:
@@ -259,7 +256,7 @@ class _Stages:
             return None
         return ReconcileError(
             f"target {self._options.target}: refused after creating namespaces and CRDs, "
-            "nothing else written: " + "; ".join(problems)
+            "nothing else written: " + "; ".join(map(str, problems))
         )
 
     def _write_one(self, step: PlanStep) -> ChangeSetEntry:
@@ -340,6 +337,19 @@ def _stages(steps: Sequence[PlanStep]) -> list[list[PlanStep]]:
     return [[s for s in writes if tier_of(s.key) is tier] for tier in Tier] + [
         [s for s in deletions if tier_of(s.key) is tier] for tier in reversed(Tier)
     ]
+
+
+def _refusal(target: str, problems: Sequence[GitopsdError]) -> ReconcileError:
+    """The dry-runs' verdict: refused; or, when every failure was the server's own (429 or
+    5xx after all retries), not checked at all, which is retryable."""
+    text = "; ".join(map(str, problems))
+    if all(problem.retryable for problem in problems):
+        return ReconcileError(
+            f"target {target}: the API server could not validate the revision (overloaded "
+            f"or failing), nothing written: {text}",
+            retryable=True,
+        )
+    return ReconcileError(f"target {target}: revision refused, nothing written: {text}")
 
 
 def _skipped(step: PlanStep, why: str) -> ChangeSetEntry:

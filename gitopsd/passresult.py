@@ -52,6 +52,11 @@ class PassResult:
         return cls(target, PassOutcome.FAILED, None, ChangeSet(), None, error, at, duration)
 
     @property
+    def throttled(self) -> int:
+        """How many of the pass's requests the API server answered 429 (each was retried)."""
+        return self.requests.get("throttled", 0)
+
+    @property
     def commit(self) -> str | None:
         """The commit the pass reconciled, when it got that far."""
         return self.revision.commit if self.revision is not None else None

@@ -281,6 +281,13 @@ class Reconciler:
         for entry in result.changes.entries:
             _log_entry(bound, entry)
         error = str(result.error) if result.error else None
+        if result.throttled:
+            bound.warning(
+                "api_throttled",
+                count=result.throttled,
+                hint="the API server answered 429 and each request was retried after its "
+                "Retry-After; if this persists, lower the target's `concurrency` or `qps`",
+            )
         # Failures are logged as a state change by the daemon (target_failing), once;
         # this is the per-pass record, so it stays at info whatever the outcome.
         bound.info(
@@ -290,6 +297,7 @@ class Reconciler:
             duration_seconds=round(result.duration_seconds, 3),
             error=error,
             dry_run=dry_run,
+            throttled=result.throttled,
         )
         # A dry run writes nothing, the journal included: `history` shows what happened.
         if self._journal is not None and not dry_run:

@@ -20,6 +20,13 @@ from gitopsd.errors import (
 
 _IMMUTABLE_MARKERS = ("field is immutable", "is immutable", "may not change once set")
 
+# Tries of one request: a failing or unreachable server gets about 3 s of backoff in all; a
+# 429 is the server asking us to come back later, so we keep coming back for longer.
+RETRIES = 5
+THROTTLED_RETRIES = 20
+# A Retry-After beyond this is taken as this: one request must not hold a pass for an hour.
+MAX_RETRY_AFTER = 30.0
+
 
 def cluster_error(status: int, body: Any, what: str) -> ClusterError:
     """The ClusterError for one failed request; `what` names the object or request."""
@@ -52,6 +59,18 @@ def _status_message(body: Any) -> str:
     if isinstance(body, dict):
         return " ".join(str(body.get("message", "")).split())
     return ""
+
+
+def backoff_seconds(tries: int) -> float:
+    """The pause after `tries` failed attempts of one request: 0.2 s, 0.4 s, ... at most 5 s."""
+    return float(min(0.2 * 2 ** (tries - 1), 5.0))
+
+
+def retry_wait(headers: Any, body: Any, tries: int, jitter: float) -> float:
+    """The pause before trying again: never less than the server asked (up to MAX_RETRY_AFTER),
+    up to half as long again by `jitter` (0 to 1), so throttled requests return spread out."""
+    asked = min(retry_after_seconds(headers, body, backoff_seconds(tries)), MAX_RETRY_AFTER)
+    return asked * (1 + jitter / 2)
 
 
 def retry_after_seconds(headers: Any, body: Any, default: float) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import threading
 import time
 from collections import Counter
@@ -27,7 +28,13 @@ from gitopsd.adapters.inventory_store import (
     encode_inventory,
     inventory_name,
 )
-from gitopsd.adapters.kube_errors import cluster_error, retry_after_seconds
+from gitopsd.adapters.kube_errors import (
+    RETRIES,
+    THROTTLED_RETRIES,
+    backoff_seconds,
+    cluster_error,
+    retry_wait,
+)
 from gitopsd.config import ClusterSettings
 from gitopsd.configread import FILE_ERRORS, file_problem
 from gitopsd.errors import (
@@ -53,7 +60,6 @@ DISCOVERY_ACCEPT = (
     "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
 )
 INVENTORY_LABEL = "gitopsd.io/inventory-of"
-_RETRIES = 5
 # A kind missing from discovery triggers a refresh, but not more often than this:
 # a pass asks about an unserved kind several times before its CRD is applied, and
 # applying a CRD refreshes explicitly once it is Established.
@@ -140,30 +146,41 @@ class KubernetesAdapter:
         payload: Any = body
         if body is not None and content_type != "application/json":
             payload = json.dumps(body)
-        for attempt in range(_RETRIES):
+        failures = throttles = 0
+        while True:
             self._limiter.acquire()
-            with self._counts_lock:
-                self._counts[verb] += 1
+            self._count(verb)
             try:
                 status, data, response_headers = self._send(method, path, query, headers, payload)
             except ClusterUnreachableError:
                 # Every request gitopsd makes is idempotent (GET, apply, DELETE), so a dropped
                 # connection is tried again; but once one request has spent its retries on an
                 # unreachable server, the others give up at their first failure.
-                if attempt == _RETRIES - 1 or self._unreachable.is_set():
+                failures += 1
+                if failures == RETRIES or self._unreachable.is_set():
                     self._unreachable.set()
                     raise
-                time.sleep(min(0.2 * 2**attempt, 5))
+                time.sleep(backoff_seconds(failures))
                 continue
             self._unreachable.clear()
             if 200 <= status < 300:
                 return json.loads(data) if data else None
             parsed = _parse(data)
             error = cluster_error(status, parsed, what or f"{method} {path}")
-            if not error.retryable or attempt == _RETRIES - 1:
+            if status == 429:
+                throttles += 1
+                self._count("throttled")
+                tries, budget = throttles, THROTTLED_RETRIES
+            else:
+                failures += 1
+                tries, budget = failures, RETRIES
+            if not error.retryable or tries == budget:
                 raise error
-            time.sleep(retry_after_seconds(response_headers, parsed, min(0.2 * 2**attempt, 5)))
-        raise AssertionError("unreachable")
+            time.sleep(retry_wait(response_headers, parsed, tries, random.random()))
+
+    def _count(self, key: str) -> None:
+        with self._counts_lock:
+            self._counts[key] += 1
 
     def _send(
         self,
@@ -190,6 +207,7 @@ class KubernetesAdapter:
             ) from error
 
     def request_counts(self) -> Mapping[str, int]:
+        """Requests by verb, and under `throttled` how many of them the server answered 429."""
         with self._counts_lock:
             return dict(self._counts)
 

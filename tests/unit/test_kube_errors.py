@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from gitopsd.adapters.kube_errors import cluster_error, conflict_managers, retry_after_seconds
+from gitopsd.adapters.kube_errors import (
+    MAX_RETRY_AFTER,
+    cluster_error,
+    conflict_managers,
+    retry_after_seconds,
+    retry_wait,
+)
 from gitopsd.errors import (
     ClusterError,
     ConflictError,
@@ -71,6 +77,24 @@ def test_multiline_server_message_stays_one_line() -> None:
 )
 def test_retry_after(headers: dict[str, str] | None, body: object, expected: float) -> None:
     assert retry_after_seconds(headers, body, 0.5) == expected
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "tries", "jitter", "expected"),
+    [
+        ({"Retry-After": "1"}, None, 1, 0.0, 1.0),  # what a 429 from max-inflight asks
+        ({"Retry-After": "1"}, None, 7, 1.0, 1.5),  # never sooner, at most half again
+        ({}, {"details": {"retryAfterSeconds": 2}}, 1, 0.5, 2.5),
+        ({"Retry-After": "3600"}, None, 1, 0.0, MAX_RETRY_AFTER),
+        ({}, None, 1, 0.0, 0.2),  # no Retry-After: exponential backoff
+        ({}, None, 3, 0.0, 0.8),
+        ({}, None, 12, 0.0, 5.0),
+    ],
+)
+def test_retry_wait(
+    headers: dict[str, str], body: object, tries: int, jitter: float, expected: float
+) -> None:
+    assert retry_wait(headers, body, tries, jitter) == pytest.approx(expected)
 
 
 def test_conflict_managers_are_read_from_causes() -> None:
