@@ -432,3 +432,43 @@ def get(url: str) -> tuple[int, dict[str, str], str]:
     except urllib.error.HTTPError as exc:
         with exc:
             return exc.code, dict(exc.headers), exc.read().decode()
+
+
+def test_a_reload_moves_a_sink_and_refuses_one_whose_url_cannot_be_read(
+    tmp_path: Path, log_events: list[dict[str, Any]]
+) -> None:
+    clock = ManualClock(float(int(time.time())))
+    script = Script(clock=clock, outcomes={"web": PassOutcome.FAILED})
+    script.errors["web"] = RenderError("a.yaml#0: kind is missing")
+    with serving(Receiver(clock)) as first, serving(Receiver(clock)) as second:
+        path = tmp_path / "gitopsd.yaml"
+        head = (
+            "state_dir: state\ninterval: 1h\ntargets:\n"
+            "  - {name: web, repo: 'https://git.example/org/infra.git', branch: main}\nnotify:\n"
+        )
+        path.write_text(head + f"  - {{type: webhook, url: '{first.url}/h'}}\n")
+        config = load_config(path)
+        daemon = Daemon(
+            config, runner_factory=script.factory, journal=Journal.open(config.state_dir),
+            clock=clock,
+        )  # fmt: skip
+        thread = threading.Thread(target=daemon.run)
+        thread.start()
+        try:
+            assert script.wait_calls("web", 1) and first.wait_for(1)
+            path.write_text(head + "  - {type: webhook, url_file: absent-url-file}\n")
+            assert daemon.reload() is False  # the running sinks are kept
+            (refused,) = named(log_events, "config_reload_refused")
+            error = refused["error"]
+            assert "notify[0] (webhook)" in error and "absent-url-file" in error
+            path.write_text(head + f"  - {{type: webhook, url: '{second.url}/h'}}\n")
+            assert daemon.reload() is True
+            script.errors["web"] = RenderError("another error")
+            daemon.trigger("web")
+            assert script.wait_calls("web", 2) and second.wait_for(1)
+            assert [r.json()["error"] for r in second.requests] == ["another error"]
+            assert len(first.requests) == 1
+        finally:
+            script.release_all()
+            daemon.request_stop()
+            thread.join(10)
