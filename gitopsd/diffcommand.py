@@ -51,19 +51,21 @@ def previews(
     if path is not None:
         if len(targets) != 1:
             raise ValueError("a directory is the source of one target")
-        snapshots = [_read(lambda: read_directory(targets[0].name, path, targets[0].source))]
+        target = targets[0]
+        snapshots = [_read(lambda: read_directory(target.name, path, target.source))]
     else:
         with _state_dir(config, wait=wait) as state_dir:
-            snapshots = _each(
-                targets,
-                lambda t: _read(lambda: GitSource(t.name, t.source, state_dir).snapshot(ref)),
-            )
-        log.info("state_lock_released", reason="revisions read; comparing without the lock")
-    pairs = list(zip(targets, snapshots, strict=True))
-    return _each(pairs, lambda pair: _preview(*pair, origin=Origin.PATH if path else Origin.GIT))
+
+            def fetch(target: TargetSettings) -> Snapshot | GitopsdError:
+                return _read(lambda: GitSource(target.name, target.source, state_dir).snapshot(ref))
+
+            snapshots = _each(targets, fetch)
+    origin = Origin.PATH if path is not None else Origin.GIT
+    return _each(list(zip(targets, snapshots, strict=True)), lambda pair: _preview(*pair, origin))
 
 
 def _read(read: Callable[[], Snapshot]) -> Snapshot | GitopsdError:
+    """The snapshot, or the error that names why it could not be read (a failed target)."""
     try:
         return read()
     except GitopsdError as error:
@@ -71,7 +73,7 @@ def _read(read: Callable[[], Snapshot]) -> Snapshot | GitopsdError:
 
 
 def _preview(
-    target: TargetSettings, snapshot: Snapshot | GitopsdError, *, origin: Origin
+    target: TargetSettings, snapshot: Snapshot | GitopsdError, origin: Origin
 ) -> TargetPreview:
     if isinstance(snapshot, GitopsdError):
         return target_preview(PassResult.failed(target.name, snapshot, time.time()), origin.value)
@@ -99,3 +101,4 @@ def _state_dir(config: Config, *, wait: bool) -> Iterator[Path]:
                 yield Path(scratch)
             return
         yield config.state_dir
+    log.info("state_lock_released", state_dir=str(config.state_dir), reason="revisions read")
