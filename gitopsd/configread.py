@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import yaml
 
 from gitopsd.errors import ConfigError
+from gitopsd.yamldepth import MAX_DEPTH, first_too_deep
 
 E = TypeVar("E", bound=Enum)
 
@@ -77,6 +78,40 @@ class _StrictLoader(yaml.SafeLoader):
             seen.add(key_node.value)
         return super().construct_mapping(node, deep=deep)
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, LookupError, AttributeError, TypeError, ArithmeticError) as exc:
+            # PyYAML's int, float, bool and timestamp constructors fail so on a value that
+            # does not fit (`!!float x`, `!!float ""`, `2024-02-30`). Their message quotes
+            # the value, which may be a password written inline: not shown.
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"the value cannot be read as {_tag_kind(node.tag)} ({type(exc).__name__}): "
+                "quote it to keep it text",
+                node.start_mark,
+            ) from exc
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        value = super().construct_yaml_int(node)
+        # No setting needs more, and a larger one overflows float() in every check after.
+        if abs(value) > _MAX_INT:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the number is larger than {_MAX_INT} (2^63 - 1)", node.start_mark
+            )
+        return value
+
+
+_MAX_INT = 2**63 - 1
+# The constructor looks int up by its tag, bound to the base class's function.
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
+
+
+def _tag_kind(tag: str) -> str:
+    kinds = {"int": "a number", "float": "a number", "bool": "a boolean", "timestamp": "a date"}
+    return kinds.get(tag.rsplit(":", 1)[-1], f"its tag {tag}")
+
 
 # What reading a YAML file can raise: the file, its encoding, its syntax; and its shape,
 # from a loader that indexes into what it expects to be a mapping (the kubeconfig's).
@@ -91,12 +126,27 @@ def file_problem(exc: BaseException) -> str:
         return f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
     if isinstance(exc, OSError):
         return exc.strerror or str(exc)
+    if isinstance(exc, yaml.reader.ReaderError):
+        # Its str() has two lines and no problem_mark; read_document tells the line.
+        return f"not valid YAML (offset {exc.position}): {_reader_problem(exc)}"
     if isinstance(exc, yaml.YAMLError):
         where = getattr(exc, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        return f"not valid YAML{line}: {problem}"
-    return " ".join(str(exc).split()) or type(exc).__name__
+        return one_line(f"not valid YAML{line}: {problem}")
+    return one_line(str(exc)) or type(exc).__name__
+
+
+def _reader_problem(exc: yaml.reader.ReaderError) -> str:
+    if exc.encoding != "unicode":  # a byte stream that did not decode
+        return f"not {exc.encoding} text"
+    return f"character #x{exc.character:04x} is not allowed in YAML text"
+
+
+def one_line(text: str) -> str:
+    """`text` with every run of whitespace, line breaks included, made one space."""
+    # str.split() breaks on \r, \v, \f, \x1c-\x1f, \x85, \u2028 and \u2029 too.
+    return " ".join(text.split())
 
 
 def read_document(path: Path) -> Any:
@@ -105,11 +155,27 @@ def read_document(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read configuration: {file_problem(exc)}") from exc
+    if (deep := first_too_deep(text)) is not None:
+        # Refused before composing: PyYAML's composer recurses once per level.
+        raise ConfigError(
+            f"{path}: not valid YAML (line {deep[0]}, column {deep[1]}): nested more than "
+            f"{MAX_DEPTH} levels deep, which no configuration needs"
+        )
     try:
         # _StrictLoader derives from SafeLoader: no arbitrary Python objects.
         return yaml.load(text, Loader=_StrictLoader)
+    except yaml.reader.ReaderError as exc:
+        line, column = _line_and_column(text, exc.position)
+        raise ConfigError(
+            f"{path}: not valid YAML (line {line}, column {column}): {_reader_problem(exc)}"
+        ) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: {file_problem(exc)}") from exc
+
+
+def _line_and_column(text: str, offset: int) -> tuple[int, int]:
+    start = text.rfind("\n", 0, offset) + 1
+    return text.count("\n", 0, offset) + 1, offset - start + 1
 
 
 class Section:
@@ -132,7 +198,9 @@ class Section:
     def _path(self, key: str | None) -> str:
         if key is None:
             return self.where or "top level"
-        return f"{self.where}.{key}" if self.where else key
+        # A quoted key may hold a line break (`"a\nb": 1`): shown escaped, on one line.
+        shown = key if key.isprintable() else repr(key)
+        return f"{self.where}.{shown}" if self.where else shown
 
     def has(self, key: str) -> bool:
         return self.data.get(key) is not None
@@ -234,7 +302,15 @@ class Section:
         value = self.text(key)
         if value is None:
             return None
-        return (self.file.parent / Path(value).expanduser()).resolve()
+        if "\0" in value:  # no system call takes it; pathlib raises ValueError
+            raise self.error("must not contain a NUL character", key=key)
+        try:
+            expanded = Path(value).expanduser()
+        except RuntimeError:  # `~name/...` for a user this system does not know
+            raise self.error(
+                f"cannot expand {value!r}: no such user (write the path in full)", key=key
+            ) from None
+        return (self.file.parent / expanded).resolve()
 
     def section(self, key: str, keys: set[str]) -> Section | None:
         value = self.data.get(key)

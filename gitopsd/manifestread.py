@@ -18,6 +18,7 @@ import yaml
 
 from gitopsd.errors import RenderError
 from gitopsd.model import SourceFile
+from gitopsd.yamldepth import MAX_DEPTH, compose_depth, depth_bound
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -25,15 +26,8 @@ _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # below what an alias bomb ("billion laughs") needs to exhaust memory.
 MAX_NODES = 500_000
 MAX_ALIASES = 10_000
-# Nested collections in one document: the deepest CRDs measured (Gateway API,
-# Prometheus) nest under 30.
-MAX_DEPTH = 100
 # etcd's default request limit (--max-request-bytes): the API server cannot store more.
 MAX_OBJECT_BYTES = 1536 * 1024
-# How deep a document may be for libyaml's composer to recurse safely on a 1 MiB thread
-# stack (about 300 bytes a level); the pure-Python composer uses two frames a level.
-_C_COMPOSE_DEPTH = 2_000
-_PY_COMPOSE_DEPTH = 200
 
 
 class _DuplicateKey(Exception):
@@ -105,7 +99,7 @@ def _load_yaml(path: str, text: str, size: int) -> Iterator[tuple[int, Any]]:
     loader = _strict(_Loader)(text)
     index = 0
     try:
-        if size > MAX_OBJECT_BYTES or _depth_bound(text) > _compose_depth():
+        if size > MAX_OBJECT_BYTES or depth_bound(text) > compose_depth(_Loader):
             _inspect(path, text)
         while loader.check_node():
             node = loader.get_node()
@@ -173,23 +167,6 @@ def _strict(base: type[yaml.SafeLoader]) -> type[yaml.SafeLoader]:
         derived = type(f"Strict{base.__name__}", (_UniqueKeys, base), {})
         _STRICT[base] = cast("type[yaml.SafeLoader]", derived)
     return _STRICT[base]
-
-
-def _compose_depth() -> int:
-    c_parser: Any = getattr(yaml, "CParser", ())
-    return _C_COMPOSE_DEPTH if issubclass(_Loader, c_parser) else _PY_COMPOSE_DEPTH
-
-
-def _depth_bound(text: str) -> int:
-    """An upper bound on how deep the text nests, from two C-speed scans.
-
-    A nested block collection starts further right than its parent, except a sequence
-    under a mapping key, so block nesting is at most twice the longest line; flow
-    collections each need an opening bracket and hold no block collections.
-    """
-    # Split at \n only: fewer breaks than YAML knows make longer lines, a looser bound.
-    longest = max(map(len, text.split("\n")))
-    return 2 * (longest + 1) + text.count("[") + text.count("{")
 
 
 def _inspect(path: str, text: str) -> None:
