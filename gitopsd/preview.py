@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gitopsd.model import Action, ResourceKey, Revision, StepKind
-from gitopsd.passresult import PassResult, failure_line
+from gitopsd.passresult import PassOutcome, PassResult, failure_line
 
 SCHEMA_VERSION = 1
 COMMENT_LIMIT = 65_536  # characters in one GitHub issue or pull-request comment
@@ -100,10 +100,10 @@ class TargetPreview:
         return counts
 
     @property
-    def outcome(self) -> str:
+    def outcome(self) -> PassOutcome:
         if self.error is not None:
-            return "failed"
-        return "would_change" if self.objects else "in_sync"
+            return PassOutcome.FAILED
+        return PassOutcome.WOULD_CHANGE if self.objects else PassOutcome.IN_SYNC
 
 
 def target_preview(
@@ -185,7 +185,7 @@ def _json_target(preview: TargetPreview) -> dict[str, Any]:
         "revision": None
         if revision is None
         else {"commit": revision.commit, "ref": revision.ref, "message": revision.message},
-        "outcome": preview.outcome,
+        "outcome": preview.outcome.value,
         "error": preview.error,
         "refusal": preview.refusal,
         "summary": preview.counts,

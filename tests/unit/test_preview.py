@@ -84,12 +84,12 @@ def test_a_pass_becomes_one_change_per_step_with_counts_fields_and_notes() -> No
         "create": 1, "update": 1, "recreate": 0, "prune": 1, "release": 0,
         "unchanged": 2, "kept": 1,
     }  # fmt: skip
-    assert preview.outcome == "would_change"
+    assert preview.outcome is PassOutcome.WOULD_CHANGE
 
 
 def test_a_failed_pass_shows_only_why() -> None:
     failed = target_preview(pass_result(ReconcileError("target app: revision refused: bad")), "git")
-    assert failed.objects == () and failed.outcome == "failed"
+    assert failed.objects == () and failed.outcome is PassOutcome.FAILED
     assert failed.error == "target app: revision refused: bad"
 
 
