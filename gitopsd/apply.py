@@ -28,6 +28,7 @@ from gitopsd.errors import (
 )
 from gitopsd.livestate import kind_of
 from gitopsd.model import (
+    ADOPT_REASON,
     CRD_KIND,
     NAMESPACE_KIND,
     Action,
@@ -80,9 +81,13 @@ def apply_plan(
     stop: threading.Event,
     *,
     clock: Clock = SYSTEM_CLOCK,
+    before_writes: Callable[[Plan], None] | None = None,
 ) -> Applied:
     """Validate every write, then make them tier by tier; raise ReconcileError, nothing
-    written, when the server refuses the revision. Setting `stop` skips writes not started."""
+    written, when the server refuses the revision. Setting `stop` skips writes not started.
+
+    `before_writes` gets the confirmed plan once it is valid, before the first write (the
+    pass stores its claim there); what it raises ends the pass with nothing written."""
     stages = _Stages(adapter, options, stop, clock)
     deferred = stages.deferred(plan.steps)
     steps, unchanged = stages.confirm(plan.steps, deferred, live)
@@ -90,6 +95,8 @@ def apply_plan(
     confirmed = replace(plan, steps=tuple(steps))
     if options.dry_run:
         return Applied(ChangeSet(tuple(entries)), confirmed)
+    if before_writes is not None:
+        before_writes(confirmed)
     written, refused = stages.write(steps, deferred)
     changes = ChangeSet((*entries, *written))
     error = refused or stages.lost(changes) or _incomplete(options.target, changes, stop)
@@ -98,7 +105,10 @@ def apply_plan(
 
 def _no_change(step: PlanStep, dry_run: ApplyResult | None, live: LiveObject | None) -> bool:
     """Whether the dry-run of an apply returned the live object, server bookkeeping aside."""
-    if step.kind is not StepKind.APPLY or dry_run is None or live is None:
+    # An adoption is written even so: gitopsd takes the object's fields over.
+    if step.kind is not StepKind.APPLY or step.reason == ADOPT_REASON:
+        return False
+    if dry_run is None or live is None:
         return False
     return _without_server_metadata(dry_run.manifest) == _without_server_metadata(live.manifest)
 
@@ -164,7 +174,7 @@ class _Stages:
     ) -> tuple[list[PlanStep], list[ChangeSetEntry]]:
         """The steps to write after a server-side dry-run of all but `deferred`, and UNCHANGED
         entries for those it shows would change nothing (a value the server normalises)."""
-        writes = [s for s in steps if s.kind is not StepKind.DELETE and s.key not in deferred]
+        writes = [s for s in steps if not s.kind.removes and s.key not in deferred]
         recreate, problems, results = self._validate(writes)
         if self._unreachable is not None:
             raise ClusterUnreachableError(
@@ -270,6 +280,11 @@ class _Stages:
                 if info is not None:
                     self._adapter.delete(info, step.key)
                 return ChangeSetEntry(step.key, Action.PRUNED, step.drift)
+            if step.kind is StepKind.RELEASE:
+                info = self._info(step)
+                if info is not None:
+                    self._adapter.release(info, step.key)
+                return ChangeSetEntry(step.key, Action.RELEASED, step.drift)
             assert step.desired is not None
             if step.kind is StepKind.RECREATE:
                 self._delete_for_recreate(step)
@@ -300,7 +315,7 @@ class _Stages:
         """Wait until every CRD just written is Established; a timeout fails that CRD."""
         failures = []
         for step in steps:
-            if (step.key.group, step.key.kind) != CRD_KIND or step.kind is StepKind.DELETE:
+            if (step.key.group, step.key.kind) != CRD_KIND or step.kind.removes:
                 continue
             try:
                 self._wait_established(step.key)
@@ -332,8 +347,8 @@ class _Stages:
 
 def _stages(steps: Sequence[PlanStep]) -> list[list[PlanStep]]:
     """The writes of each tier in order, then the deletions of each tier in reverse."""
-    writes = [s for s in steps if s.kind is not StepKind.DELETE]
-    deletions = [s for s in steps if s.kind is StepKind.DELETE]
+    writes = [s for s in steps if not s.kind.removes]
+    deletions = [s for s in steps if s.kind.removes]
     return [[s for s in writes if tier_of(s.key) is tier] for tier in Tier] + [
         [s for s in deletions if tier_of(s.key) is tier] for tier in reversed(Tier)
     ]
@@ -361,6 +376,8 @@ def _action_of(step: PlanStep) -> Action:
         return Action.CREATED
     if step.kind is StepKind.RECREATE:
         return Action.RECREATED
+    if step.reason == ADOPT_REASON:
+        return Action.ADOPTED
     return Action.CORRECTED if step.reason == "drift" else Action.UPDATED
 
 

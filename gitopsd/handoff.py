@@ -6,7 +6,11 @@ over `spec.replicas`), simply no longer declaring it makes server-side apply
 remove the field, because gitopsd is its only owner: the Deployment would drop
 to one replica. So while gitopsd is the field's only owner it keeps declaring
 the live value, which changes nothing; once another manager has written the
-field, gitopsd stops declaring it and the value stays. Pure.
+field, gitopsd stops declaring it and the value stays.
+
+A whole object is handed back the same way: an adopted object Git no longer
+declares keeps its fields but loses gitopsd's labels and field ownership
+(`released`), so the manager it came from carries on. Pure.
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ from typing import Any
 from gitopsd.managedfields import Segment, owns
 from gitopsd.model import (
     FIELD_MANAGER,
+    MANAGED_BY_LABEL,
+    TARGET_LABEL,
     DesiredObject,
+    FieldOwner,
     IgnoreRule,
     LiveObject,
     Manifest,
@@ -189,3 +196,34 @@ def _assign(manifest: Manifest, steps: Sequence[Segment], value: Any) -> None:
     for step in steps[:-1]:
         node = _child(node, step)
     node[steps[-1][1]] = value
+
+
+def previous_managers(live: LiveObject) -> tuple[FieldOwner, ...]:
+    """Every manager of `live` per managedFields, newest first: who had it before an adoption."""
+    entries = (live.manifest.get("metadata") or {}).get("managedFields") or []
+    owners = {
+        FieldOwner(entry.get("manager", ""), entry.get("operation", ""), entry.get("time") or "")
+        for entry in entries
+        if isinstance(entry, Mapping)
+    }
+    return tuple(sorted(owners, key=lambda o: (o.time, o.manager), reverse=True))
+
+
+def released(manifest: Manifest) -> Manifest:
+    """A live object as gitopsd lets go of it: without gitopsd's labels and managedFields
+    entries. Fields only gitopsd owned keep their values, owned by no one."""
+    metadata = dict(manifest.get("metadata") or {})
+    labels = {
+        k: v
+        for k, v in (metadata.get("labels") or {}).items()
+        if k not in (MANAGED_BY_LABEL, TARGET_LABEL)
+    }
+    entries = [
+        entry
+        for entry in metadata.get("managedFields") or []
+        if isinstance(entry, Mapping) and entry.get("manager") != FIELD_MANAGER
+    ]
+    # An empty list would leave managedFields as they are; one empty entry clears them.
+    metadata["managedFields"] = entries or [{}]
+    metadata["labels"] = labels
+    return {**manifest, "metadata": metadata}

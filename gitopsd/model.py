@@ -18,6 +18,10 @@ MANAGED_BY_VALUE = "gitopsd"
 TARGET_LABEL = "gitopsd.io/target"
 PRUNE_ANNOTATION = "gitopsd.io/prune"
 FIELD_MANAGER = "gitopsd"
+# Where targets keep their inventories: ConfigMaps of this name prefix and label. No
+# target may declare such an object (it could rewrite another target's inventory).
+INVENTORY_LABEL = "gitopsd.io/inventory-of"
+INVENTORY_PREFIX = "gitopsd-inventory-"
 
 # What a manifest file is called, for the tree reader and for render.
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
@@ -175,17 +179,27 @@ class StepKind(enum.Enum):
     APPLY = "apply"
     RECREATE = "recreate"
     DELETE = "delete"
+    RELEASE = "release"  # an adopted object Git no longer declares: gitopsd lets go, keeps it
+
+    @property
+    def removes(self) -> bool:
+        """Whether the step ends gitopsd's hold on an object Git no longer declares."""
+        return self in (StepKind.DELETE, StepKind.RELEASE)
+
+
+# The reason of a step that takes over an object gitopsd did not create.
+ADOPT_REASON = "adopt"
 
 
 @dataclass(frozen=True)
 class PlanStep:
-    """One write of the plan; `desired` is None for deletions."""
+    """One write of the plan; `desired` is None for deletions and releases."""
 
     kind: StepKind
     key: ResourceKey
     desired: DesiredObject | None
     drift: DriftReport | None = None
-    reason: str = ""  # "drift", "changed in git", "missing", "not declared"
+    reason: str = ""  # "drift", "changed in git", "missing", "adopt", "not declared"
 
 
 @dataclass(frozen=True)
@@ -206,6 +220,11 @@ class Plan:
     def empty(self) -> bool:
         return not self.steps
 
+    @property
+    def adoptions(self) -> frozenset[ResourceKey]:
+        """The objects this plan takes over from whoever made them."""
+        return frozenset(step.key for step in self.steps if step.reason == ADOPT_REASON)
+
 
 class Action(enum.Enum):
     """What happened to one object in a pass, as journaled."""
@@ -215,6 +234,8 @@ class Action(enum.Enum):
     UPDATED = "updated"
     RECREATED = "recreated"
     PRUNED = "pruned"
+    ADOPTED = "adopted"  # existed before, made by another manager; now gitopsd's
+    RELEASED = "released"  # adopted, then dropped from Git: gitopsd's labels removed, kept
     UNCHANGED = "unchanged"  # a write the server's dry-run showed would change nothing
     KEPT = "kept"  # not declared, but prune left it alone (older journal rows: "ignored")
     SKIPPED = "skipped"
@@ -222,12 +243,21 @@ class Action(enum.Enum):
 
     @property
     def wrote(self) -> bool:
-        """Whether the cluster was changed: a create, an apply, a recreate or a prune."""
+        """Whether the cluster was changed: a create, an apply, a recreate, a prune, an
+        adoption or a release."""
         return self in _WROTE
 
 
 _WROTE = frozenset(
-    {Action.CREATED, Action.CORRECTED, Action.UPDATED, Action.RECREATED, Action.PRUNED}
+    {
+        Action.CREATED,
+        Action.CORRECTED,
+        Action.UPDATED,
+        Action.RECREATED,
+        Action.PRUNED,
+        Action.ADOPTED,
+        Action.RELEASED,
+    }
 )
 
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from gitopsd.diff import compare
-from gitopsd.handoff import as_applied
+from gitopsd.errors import OwnershipError
+from gitopsd.handoff import as_applied, previous_managers
 from gitopsd.inventory import manifest_hash
 from gitopsd.model import (
+    ADOPT_REASON,
     DEFINITION_KINDS,
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
@@ -30,6 +33,18 @@ from gitopsd.model import (
 )
 
 _NOTHING_APPLIED: Mapping[ResourceKey, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Adoption:
+    """How a target treats objects it did not create (the target's `adopt` settings)."""
+
+    adopted: frozenset[ResourceKey] = frozenset()  # taken over before, from the inventory
+    allowed: bool = True  # `adopt`: take over objects that exist already
+    prune: bool = False  # `prune_adopted`: delete, rather than release, those Git drops
+
+
+_ADOPTION = Adoption()
 
 # Within a tier, what others refer to goes first: a Deployment's pods should find their
 # ServiceAccount, ConfigMaps and Secrets already there.
@@ -80,10 +95,13 @@ def make_plan(
     last_applied: Mapping[ResourceKey, str] = _NOTHING_APPLIED,
     target: str = "",
     allow_empty: bool = False,
+    adoption: Adoption = _ADOPTION,
 ) -> Plan:
     """The minimal ordered writes; steps carry the manifest to apply (see handoff.as_applied).
 
-    `last_applied` holds manifest_hash of each object as last applied.
+    `inventory` is every object the target may have written (Inventory.tracked);
+    `last_applied` holds manifest_hash of each object as last applied. An object that
+    exists but is in neither is adopted (OwnershipError when adoption is not allowed).
     An empty `desired` prunes nothing unless `allow_empty`.
     """
     writes: list[PlanStep] = []
@@ -93,6 +111,9 @@ def make_plan(
     for obj in desired:
         current = live.get(obj.key)
         applied.append(as_applied(obj, current, rules))
+        if current is not None and _adopting(obj.key, current, inventory, adoption, target):
+            writes.append(_adoption(applied[-1], current))
+            continue
         step = _step(applied[-1], current, last_applied)
         if step is not None:
             writes.append(step)
@@ -102,7 +123,9 @@ def make_plan(
         hidden = compare(obj, current) if applied[-1] is not obj else None
         if hidden is not None:
             ignored.append(hidden)
-    deletions, kept = _prunes(desired, live, inventory, prune, target, allow_empty)
+    if not adoption.allowed:
+        _refuse_adoptions(writes, target)
+    deletions, kept = _prunes(desired, live, inventory, prune, target, allow_empty, adoption)
     writes.sort(key=lambda step: order_key(step.key))
     return Plan(
         steps=(*writes, *deletions),
@@ -120,8 +143,10 @@ def _prunes(
     prune: bool,
     target: str,
     allow_empty: bool,
+    adoption: Adoption,
 ) -> tuple[list[PlanStep], list[ResourceKey]]:
-    """Deletions of what the target owns and no longer declares, and what prune leaves alone."""
+    """Deletions (releases, for adopted objects) of what the target owns and no longer
+    declares, and what prune leaves alone."""
     deletions: list[PlanStep] = []
     kept: list[ResourceKey] = []
     if not prune:
@@ -134,9 +159,45 @@ def _prunes(
             continue  # already gone: nothing to write
         if (not declared and not allow_empty) or not _prunable(current, owner):
             kept.append(key)
+        elif key in adoption.adopted and not adoption.prune:
+            deletions.append(PlanStep(StepKind.RELEASE, key, None, reason="not declared"))
         else:
             deletions.append(PlanStep(StepKind.DELETE, key, None, reason="not declared"))
     return deletions, kept
+
+
+def _adopting(
+    key: ResourceKey,
+    current: LiveObject,
+    tracked: frozenset[ResourceKey],
+    adoption: Adoption,
+    target: str,
+) -> bool:
+    """Whether declaring `key` takes over an object gitopsd did not create: it exists but
+    the target never tracked it, or an earlier adoption did not get to label it."""
+    return key not in tracked or (key in adoption.adopted and not _labelled(current, target))
+
+
+def _adoption(applied: DesiredObject, current: LiveObject) -> PlanStep:
+    """The write that takes `current` over, even when it already equals Git (the field
+    ownership changes hands); its drift names the managers the object had."""
+    drift = compare(applied, current) or DriftReport(applied.key, missing=False)
+    drift = replace(drift, owners=previous_managers(current))
+    return PlanStep(StepKind.APPLY, applied.key, applied, drift, reason=ADOPT_REASON)
+
+
+def _refuse_adoptions(writes: Sequence[PlanStep], target: str) -> None:
+    refused = sorted((s for s in writes if s.reason == ADOPT_REASON), key=lambda s: s.key)
+    if not refused:
+        return
+    first = refused[0]
+    managers = sorted({owner.manager for owner in first.drift.owners} if first.drift else ())
+    more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+    raise OwnershipError(
+        f"target {target}: {first.key}{more} exists and was not created by gitopsd "
+        f"(managed by {', '.join(managers) or 'no recorded manager'}); `adopt: false` "
+        "refuses to take it over: delete it, or set `adopt: true`"
+    )
 
 
 def _step(
@@ -166,10 +227,13 @@ def _target_of(desired: Sequence[DesiredObject]) -> str:
 
 def _prunable(current: LiveObject, target: str) -> bool:
     """Only objects gitopsd labelled for this target, and not protected by annotation."""
+    return _labelled(current, target) and current.annotations.get(PRUNE_ANNOTATION) != "disabled"
+
+
+def _labelled(current: LiveObject, target: str) -> bool:
+    """Whether gitopsd's labels mark `current` as this target's (any target's if '')."""
     labels = current.labels
     if labels.get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE:
         return False
     owner = labels.get(TARGET_LABEL)
-    if not owner or (target and owner != target):
-        return False
-    return current.annotations.get(PRUNE_ANNOTATION) != "disabled"
+    return bool(owner) and (not target or owner == target)

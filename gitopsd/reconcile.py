@@ -1,10 +1,10 @@
 """One reconcile pass for one target: the pipeline, wired to its collaborators.
 
-fetch -> render -> inventory -> live read -> plan -> apply_plan -> next inventory
--> save -> report. The pure stages do the thinking; this module only sequences
-them and receives source, adapter, journal and clock, so tests hand it real ones.
-Nothing is written unless the whole revision rendered and validated, and
-nothing is pruned on an error or an empty render.
+fetch -> render -> inventories (ownership) -> live read -> plan -> apply_plan
+(validate, claim, write) -> next inventory -> save -> report. The pure stages do the
+thinking; this module only sequences them and receives source, adapter, journal and
+clock, so tests hand it real ones. Nothing is written unless the whole revision
+rendered and validated, and nothing is pruned on an error or an empty render.
 """
 
 from __future__ import annotations
@@ -21,8 +21,18 @@ from gitopsd.apply import ApplyOptions, apply_plan
 from gitopsd.clock import SYSTEM_CLOCK, Clock
 from gitopsd.config import ConflictPolicy, TargetSettings
 from gitopsd.diff import object_diff_text
-from gitopsd.errors import GitopsdError, OwnershipError, RenderError
-from gitopsd.inventory import Inventory, check_ownership, next_inventory, upper_bound
+from gitopsd.errors import GitopsdError, InventoryError, OwnershipError, RenderError
+from gitopsd.inventory import (
+    Inventory,
+    StoredInventory,
+    claim,
+    contested,
+    find_clash,
+    next_inventory,
+    pinned,
+    upper_bound,
+    withdrawn,
+)
 from gitopsd.journal import Journal
 from gitopsd.livestate import read_live
 from gitopsd.model import (
@@ -38,7 +48,7 @@ from gitopsd.model import (
     SourceFile,
 )
 from gitopsd.passresult import ObjectPreview, PassOutcome, PassResult
-from gitopsd.plan import make_plan
+from gitopsd.plan import Adoption, make_plan
 from gitopsd.render import render
 from gitopsd.rendercache import RenderCache, cache_key
 
@@ -48,6 +58,8 @@ log = structlog.get_logger("gitopsd.reconcile")
 # `drift_detected`; every other outcome for an object under its own name.
 _EVENTS = {
     Action.PRUNED: "object_pruned",
+    Action.ADOPTED: "object_adopted",
+    Action.RELEASED: "object_released",
     Action.FAILED: "object_failed",
     Action.SKIPPED: "object_skipped",
     Action.KEPT: "object_kept",
@@ -140,18 +152,35 @@ class Reconciler:
     ) -> PassOutcome:
         state.revision = revision = self._fetch(dry_run)
         desired = self._declared(revision)
-        inventory = self._load_inventory(desired, dry_run)
-        live = read_live(self._adapter, self.target.name, desired, inventory.keys)
-        state.plan = self._plan(desired, live, inventory)
+        stored = self._load_inventory(desired, dry_run)
+        live = read_live(self._adapter, self.target.name, desired, stored.inventory.tracked)
+        state.plan = self._plan(desired, live, stored.inventory)
         options = replace(self._options, dry_run=dry_run)
-        applied = apply_plan(state.plan, live, self._adapter, options, stop, clock=self._clock)
+        claimed = stored
+
+        def claim_first(plan: Plan) -> None:
+            nonlocal claimed
+            claimed = self._claim(stored, desired, plan)
+
+        applied = apply_plan(
+            state.plan,
+            live,
+            self._adapter,
+            options,
+            stop,
+            clock=self._clock,
+            before_writes=claim_first,
+        )
         state.plan, state.changes = applied.plan, applied.changes
         state.previews = _previews(applied.plan.steps, live) if previews else ()
         if dry_run:
             return PassOutcome.WOULD_CHANGE if applied.plan.steps else PassOutcome.IN_SYNC
         # Whatever was written is tracked, even when the pass failed part way.
-        updated = next_inventory(inventory, applied.plan.desired, applied.changes, revision.commit)
-        self._save(inventory, updated)
+        updated = next_inventory(
+            claimed.inventory, applied.plan.desired, applied.changes, revision.commit
+        )
+        if updated is not claimed.inventory:
+            self._store(claimed, updated)
         if applied.error is not None:
             raise applied.error
         self._source.mark_applied(revision)
@@ -222,36 +251,74 @@ class Reconciler:
                 self._render_cache.put(cache_key(self.target, revision.commit), declared)
         return declared
 
-    def _load_inventory(self, desired: Sequence[DesiredObject], dry_run: bool) -> Inventory:
-        """This target's inventory, once no other target owns what it declares and the
-        inventory this pass leaves is known to fit (refused before anything is written)."""
-        inventory, others = self._adapter.load_inventories(self.target.name)
+    def _load_inventory(self, desired: Sequence[DesiredObject], dry_run: bool) -> StoredInventory:
+        """This target's inventory, once no other target owns or first claimed what it
+        declares, and the inventory this pass leaves is known to fit."""
+        stored, others = self._adapter.load_inventories(self.target.name)
         keys = frozenset(obj.key for obj in desired)
-        self._check_ownership(keys, inventory, others, dry_run)
+        self._contest(keys, stored, others, withdraw=not dry_run)
+        inventory = stored.inventory
         if not keys <= inventory.keys:  # what is already stored fits: only growth can fail
             self._adapter.check_inventory_fits(self.target.name, upper_bound(inventory, keys))
-        return inventory
+        return stored
 
-    def _check_ownership(
+    def _claim(
+        self, stored: StoredInventory, desired: Sequence[DesiredObject], plan: Plan
+    ) -> StoredInventory:
+        """Store what this pass declares and adopts before its first write, then check
+        ownership again against every inventory as stored after that (see find_clash)."""
+        keys = frozenset(obj.key for obj in desired)
+        claimed = claim(stored.inventory, keys, plan.adoptions)
+        if claimed is stored.inventory:
+            return stored  # nothing new: the claims already stored were contested
+        stored = self._store(stored, claimed)
+        current, others = self._adapter.load_inventories(self.target.name)
+        if current.version != stored.version:
+            raise InventoryError(
+                f"target {self.target.name}: {self._adapter.describe_inventory(self.target.name)}"
+                " was changed by another writer during the pass (another gitopsd reconciling "
+                "this target?); nothing written",
+                retryable=True,
+            )
+        self._contest(keys, current, others, withdraw=True)
+        return stored
+
+    def _contest(
         self,
         keys: frozenset[ResourceKey],
-        inventory: Inventory,
-        others: Mapping[str, frozenset[ResourceKey]],
-        dry_run: bool,
+        stored: StoredInventory,
+        others: Mapping[str, StoredInventory],
+        *,
+        withdraw: bool,
     ) -> None:
+        """OwnershipError naming the other target if it wins one of `keys`; this target's
+        pending claims on every contested key are withdrawn first, so they block no one."""
+        clash = find_clash(self.target.name, keys, stored, others)
+        if clash is None:
+            return
+        if withdraw:
+            self._withdraw(stored, contested(self.target.name, keys, others))
+        raise OwnershipError(
+            f"{clash.message()} (if target {clash.other!r} no longer exists, delete "
+            f"{self._adapter.describe_inventory(clash.other)})"
+        )
+
+    def _withdraw(self, stored: StoredInventory, keys: frozenset[ResourceKey]) -> None:
+        remaining = withdrawn(stored.inventory, keys)
+        if remaining is stored.inventory:
+            return
+        # Best effort: the ownership error is the news; a claim left behind is withdrawn
+        # by this target's next pass, and loses to the winner's once it owns the object.
         try:
-            check_ownership(self.target.name, keys, others)
-        except OwnershipError as error:
-            # Record the claim, so the other target sees the clash too.
-            if not dry_run and inventory.claims != keys:
-                self._adapter.save_inventory(self.target.name, replace(inventory, claims=keys))
-            stale = "; ".join(
-                f"if target {other!r} no longer exists, delete "
-                f"{self._adapter.describe_inventory(other)}"
-                for other in sorted(others)
-                if others[other] & keys
-            )
-            raise OwnershipError(f"{error} ({stale})") from error
+            self._store(stored, remaining)
+        except GitopsdError as error:
+            log.warning("claim_withdrawal_failed", target=self.target.name, error=str(error))
+
+    def _store(self, stored: StoredInventory, inventory: Inventory) -> StoredInventory:
+        """Save `inventory` over `stored` (compare-and-swap), old claims keeping their time."""
+        inventory = pinned(stored, inventory)
+        version = self._adapter.save_inventory(self.target.name, inventory, stored.version)
+        return StoredInventory(inventory, version)
 
     def _plan(
         self,
@@ -262,17 +329,14 @@ class Reconciler:
         return make_plan(
             desired,
             live,
-            inventory.keys,
+            inventory.tracked,
             rules=self.target.ignore,
             prune=self.target.prune,
             last_applied=inventory.applied_hashes,
             target=self.target.name,
             allow_empty=self.target.allow_empty,
+            adoption=Adoption(inventory.adopted, self.target.adopt, self.target.prune_adopted),
         )
-
-    def _save(self, previous: Inventory, updated: Inventory) -> None:
-        if updated is not previous:
-            self._adapter.save_inventory(self.target.name, updated)
 
     def _report(self, result: PassResult, *, dry_run: bool) -> None:
         """Log one event per object and per pass; journal both."""

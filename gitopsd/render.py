@@ -13,6 +13,8 @@ from gitopsd.errors import RenderError
 from gitopsd.manifestread import read_documents
 from gitopsd.model import (
     CLUSTER_SCOPED_KINDS,
+    INVENTORY_LABEL,
+    INVENTORY_PREFIX,
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
     MANIFEST_SUFFIXES,
@@ -41,6 +43,7 @@ def render(
     result = []
     for where, origin, manifest in documents:
         _validate(manifest, where)
+        _refuse_reserved(manifest, where, target)
         scope = _scope(manifest, namespaced, crd_scopes)
         obj = _finish(manifest, origin, scope, default_namespace, target)
         if obj.key in seen:
@@ -92,6 +95,32 @@ def _validate(manifest: Manifest, where: str) -> None:
         value = metadata.get(field)
         if value is not None and not isinstance(value, dict):
             raise RenderError(f"{where}: metadata.{field} must be a mapping")
+
+
+def _refuse_reserved(manifest: Manifest, where: str, target: str) -> None:
+    """Refuse what would let one target rewrite another's inventory or pass as its object.
+
+    Inventory names are refused in every namespace: each target keeps its inventory in
+    its own `inventory_namespace`, which another target cannot know.
+    """
+    metadata = manifest["metadata"]
+    labels = metadata.get("labels") or {}
+    if INVENTORY_LABEL in labels:
+        raise RenderError(
+            f"{where}: the label {INVENTORY_LABEL} marks gitopsd's inventories; "
+            "a target may not declare one (remove the label)"
+        )
+    if manifest["kind"] == "ConfigMap" and metadata["name"].startswith(INVENTORY_PREFIX):
+        raise RenderError(
+            f"{where}: ConfigMap names starting {INVENTORY_PREFIX!r} are reserved for "
+            "gitopsd's inventories (rename it)"
+        )
+    owner = labels.get(TARGET_LABEL)
+    if owner is not None and owner != target:
+        raise RenderError(
+            f"{where}: the label {TARGET_LABEL}: {owner!r} names another target; target "
+            f"{target!r} may declare only its own objects (remove the label)"
+        )
 
 
 def _require_string(value: Any, field: str, where: str) -> None:

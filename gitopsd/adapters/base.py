@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from gitopsd.inventory import Inventory
+from gitopsd.inventory import Inventory, StoredInventory
 from gitopsd.model import LiveObject, Manifest, ResourceKey
 
 
@@ -60,19 +60,24 @@ class ClusterAdapter(Protocol):
     def delete(self, info: KindInfo, key: ResourceKey) -> None:
         """Delete one object; an object already gone is success."""
 
+    def release(self, info: KindInfo, key: ResourceKey) -> None:
+        """Remove gitopsd's labels and field ownership from one object, keeping it."""
+
     def crd_established(self, crd_name: str) -> bool:
         """Whether a CustomResourceDefinition is Established; if so, discovery is refreshed."""
 
     def load_inventories(
         self, target: str
-    ) -> tuple[Inventory, Mapping[str, frozenset[ResourceKey]]]:
-        """`target`'s inventory and every other target's keys and claims, in one read."""
+    ) -> tuple[StoredInventory, Mapping[str, StoredInventory]]:
+        """`target`'s inventory and every other target's, in one consistent read."""
 
     def check_inventory_fits(self, target: str, inventory: Inventory) -> None:
         """Raise InventoryTooLarge if `inventory` could not be stored (asked before writing)."""
 
-    def save_inventory(self, target: str, inventory: Inventory) -> None:
-        """Store the inventory for `target`; InventoryTooLarge when it cannot be stored."""
+    def save_inventory(self, target: str, inventory: Inventory, version: str) -> str:
+        """Store the inventory for `target` over `version` (as read; "" for none) and return
+        the new version; InventoryError (retryable) when another writer came between,
+        InventoryTooLarge when it cannot be stored."""
 
     def describe_inventory(self, target: str) -> str:
         """Where `target`'s inventory is stored, for messages: `ConfigMap ns/name`."""

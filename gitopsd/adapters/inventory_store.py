@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 
 from gitopsd.errors import InventoryError, InventoryTooLarge
 from gitopsd.inventory import Inventory
-from gitopsd.model import ResourceKey
+from gitopsd.model import INVENTORY_PREFIX, ResourceKey
 
 # A ConfigMap holds at most 1 MiB; leave room for metadata and the hashes' growth.
 MAX_INVENTORY_BYTES = 900 * 1024
@@ -18,10 +18,14 @@ _SEPARATOR = "|"
 _HASHES_KEY = "applied-hashes.json"
 _REVISION_KEY = "revision"
 _CLAIMS_KEY = "claims.json"
+# Added later: an inventory stored without them has none adopted and no pinned claims.
+_ADOPTED_KEY = "adopted.json"
+_CLAIMED_AT_KEY = "claimed-at.json"
+_EXTRA_KEYS = (_HASHES_KEY, _REVISION_KEY, _CLAIMS_KEY, _ADOPTED_KEY, _CLAIMED_AT_KEY)
 
 
 def inventory_name(target: str) -> str:
-    return f"gitopsd-inventory-{target}"
+    return f"{INVENTORY_PREFIX}{target}"
 
 
 def encode_keys(keys: Iterable[ResourceKey]) -> dict[str, str]:
@@ -54,23 +58,33 @@ def encode_inventory(inventory: Inventory) -> dict[str, str]:
     data[_HASHES_KEY] = json.dumps(hashes, separators=(",", ":"))
     data[_REVISION_KEY] = inventory.revision
     data[_CLAIMS_KEY] = json.dumps(sorted(_key_tuple(key) for key in inventory.claims))
+    data[_ADOPTED_KEY] = json.dumps(sorted(_key_tuple(key) for key in inventory.adopted))
+    pinned = [[*_key_tuple(key), at] for key, at in sorted(inventory.claimed_at.items())]
+    data[_CLAIMED_AT_KEY] = json.dumps(pinned, separators=(",", ":"))
     return data
 
 
 def decode_inventory(data: Mapping[str, str]) -> Inventory:
     """The Inventory stored in `data`; InventoryError when it is damaged."""
     try:
-        keys = decode_keys(
-            {k: v for k, v in data.items() if k not in (_HASHES_KEY, _REVISION_KEY, _CLAIMS_KEY)}
-        )
-        claims = frozenset(ResourceKey(*key) for key in json.loads(data.get(_CLAIMS_KEY) or "[]"))
+        keys = decode_keys({k: v for k, v in data.items() if k not in _EXTRA_KEYS})
+        claims = _key_set(data.get(_CLAIMS_KEY))
+        adopted = _key_set(data.get(_ADOPTED_KEY))
         hashes = {
             ResourceKey(group, kind, namespace, name): digest
             for group, kind, namespace, name, digest in json.loads(data.get(_HASHES_KEY) or "[]")
         }
+        claimed_at = {
+            ResourceKey(group, kind, namespace, name): int(at)
+            for group, kind, namespace, name, at in json.loads(data.get(_CLAIMED_AT_KEY) or "[]")
+        }
     except (ValueError, TypeError) as error:
         raise InventoryError(f"damaged: {error}") from error
-    return Inventory(keys, hashes, data.get(_REVISION_KEY, ""), claims)
+    return Inventory(keys, hashes, data.get(_REVISION_KEY, ""), claims, adopted, claimed_at)
+
+
+def _key_set(text: str | None) -> frozenset[ResourceKey]:
+    return frozenset(ResourceKey(*key) for key in json.loads(text or "[]"))
 
 
 def check_fits(target: str, inventory: Inventory) -> None:

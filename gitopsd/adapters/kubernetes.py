@@ -43,10 +43,12 @@ from gitopsd.errors import (
     InventoryError,
     NotFoundError,
 )
-from gitopsd.inventory import Inventory
+from gitopsd.handoff import released
+from gitopsd.inventory import Inventory, StoredInventory
 from gitopsd.model import (
     CRD_KIND,
     FIELD_MANAGER,
+    INVENTORY_LABEL,
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
     TARGET_LABEL,
@@ -59,7 +61,6 @@ from gitopsd.model import (
 DISCOVERY_ACCEPT = (
     "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
 )
-INVENTORY_LABEL = "gitopsd.io/inventory-of"
 # A kind missing from discovery triggers a refresh, but not more often than this:
 # a pass asks about an unserved kind several times before its CRD is applied, and
 # applying a CRD refreshes explicitly once it is Established.
@@ -330,6 +331,15 @@ class KubernetesAdapter:
         with contextlib.suppress(NotFoundError):
             self._request("delete", "DELETE", _object_path(info, key), body=body, what=str(key))
 
+    def release(self, info: KindInfo, key: ResourceKey) -> None:
+        live = self.get(info, key)
+        if live is None:
+            return  # gone: nothing left to let go of
+        # A PUT carries the resourceVersion just read: a write in between fails it (409),
+        # and the next pass tries again. A patch cannot edit managedFields this way.
+        body = released(live.manifest)
+        self._request("release", "PUT", _object_path(info, key), body=body, what=str(key))
+
     def crd_established(self, crd_name: str) -> bool:
         info = self.kind_by_group(*CRD_KIND)
         assert info is not None, "every API server serves CustomResourceDefinitions"
@@ -347,20 +357,22 @@ class KubernetesAdapter:
 
     def load_inventories(
         self, target: str
-    ) -> tuple[Inventory, Mapping[str, frozenset[ResourceKey]]]:
+    ) -> tuple[StoredInventory, Mapping[str, StoredInventory]]:
         info = self._configmap_kind()
         path = _collection_path(info, self._inventory_namespace)
-        own = Inventory()
-        others: dict[str, frozenset[ResourceKey]] = {}
+        own = StoredInventory()
+        others: dict[str, StoredInventory] = {}
+        # One list: every inventory as of one resourceVersion, a consistent snapshot.
         for live in self._list(path, info, [("labelSelector", INVENTORY_LABEL)]):
             owner = live.labels.get(INVENTORY_LABEL, "")
             if not owner or live.key.name != inventory_name(owner):
                 continue  # a copy made by hand is nobody's inventory
-            stored = _decoded(live, owner)
+            version = str((live.manifest.get("metadata") or {}).get("resourceVersion", ""))
+            stored = StoredInventory(_decoded(live, owner), version)
             if owner == target:
                 own = stored
             else:
-                others[owner] = stored.keys | stored.claims
+                others[owner] = stored
         return own, others
 
     def check_inventory_fits(self, target: str, inventory: Inventory) -> None:
@@ -369,8 +381,45 @@ class KubernetesAdapter:
     def describe_inventory(self, target: str) -> str:
         return f"ConfigMap {self._inventory_namespace}/{inventory_name(target)}"
 
-    def save_inventory(self, target: str, inventory: Inventory) -> None:
+    def save_inventory(self, target: str, inventory: Inventory, version: str) -> str:
         check_fits(target, inventory)
+        info = self._configmap_kind()
+        metadata: dict[str, Any] = {
+            "name": inventory_name(target),
+            "namespace": self._inventory_namespace,
+            "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, INVENTORY_LABEL: target},
+        }
+        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata}
+        body["data"] = encode_inventory(inventory)
+        what = self.describe_inventory(target)
+        try:
+            if version:  # compare-and-swap: only over the version this pass read
+                metadata["resourceVersion"] = version
+                saved = self._request(
+                    "inventory",
+                    "PATCH",
+                    _object_path(info, _key_of(body, "")),
+                    query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+                    body=body,
+                    content_type="application/apply-patch+yaml",
+                    what=what,
+                )
+            else:  # a create fails if another writer created it first
+                self._ensure_inventory_namespace()
+                path = _collection_path(info, self._inventory_namespace)
+                query = [("fieldManager", FIELD_MANAGER)]
+                saved = self._request("inventory", "POST", path, query=query, body=body, what=what)
+        except ClusterError as error:
+            if error.status != 409:
+                raise
+            raise InventoryError(
+                f"target {target}: {what} was changed by another writer during the pass "
+                "(another gitopsd reconciling this target?); the next pass starts from it",
+                retryable=True,
+            ) from error
+        return str(saved["metadata"]["resourceVersion"])
+
+    def _ensure_inventory_namespace(self) -> None:
         namespace = {
             "apiVersion": "v1",
             "kind": "Namespace",
@@ -378,17 +427,6 @@ class KubernetesAdapter:
         }
         if self.get(self._kind("v1", "Namespace"), _key_of(namespace, "")) is None:
             self.apply(namespace, dry_run=False, force=True)
-        body = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
-                "name": inventory_name(target),
-                "namespace": self._inventory_namespace,
-                "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, INVENTORY_LABEL: target},
-            },
-            "data": encode_inventory(inventory),
-        }
-        self.apply(body, dry_run=False, force=True)
 
     def _configmap_kind(self) -> KindInfo:
         return self._kind("v1", "ConfigMap")

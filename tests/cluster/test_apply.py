@@ -102,8 +102,8 @@ def test_refusal_after_new_namespaces_keeps_what_was_not_reached_tracked(
             ("Service", "bad"): Action.SKIPPED,
             ("ConfigMap", "old"): Action.SKIPPED,  # its deletion was never reached
         }
-        inventory, _ = rig.adapter.load_inventories(rig.settings.name)
-        assert {key.name for key in inventory.keys} == {fresh, "bad", "old"}
+        stored, _ = rig.adapter.load_inventories(rig.settings.name)
+        assert {key.name for key in stored.inventory.keys} == {fresh, "bad", "old"}
         assert _core(api_client).read_namespaced_config_map("old", rig.namespace)
     finally:
         _core(api_client).delete_namespace(fresh)

@@ -309,27 +309,3 @@ def test_conflict_policy_error_refuses_to_take_fields(rig: Rig, api_client: Any)
     assert result.outcome is PassOutcome.FAILED
     assert "kubectl-scale" in str(result.error)
     assert _apps(api_client).read_namespaced_deployment("web", rig.namespace).spec.replicas == 4
-
-
-def test_object_declared_by_two_targets_fails_both(rig: Rig, api_client: Any) -> None:
-    from dataclasses import replace
-
-    from gitopsd.reconcile import Reconciler
-    from tests.support.sources import FilesSource
-
-    shared = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: shared}\ndata: {a: b}\n"
-    rig.source.files["shared.yaml"] = shared
-    assert rig.run().outcome is PassOutcome.CONVERGED
-    other_settings = replace(rig.settings, name=f"{rig.settings.name}-other")
-    other = Reconciler(other_settings, FilesSource({"s.yaml": shared}), rig.adapter, rig.journal)
-
-    second = other.run()
-    first_again = rig.run()
-
-    for result, other_name in ((second, rig.settings.name), (first_again, other_settings.name)):
-        assert result.outcome is PassOutcome.FAILED
-        assert rig.settings.name in str(result.error) and other_settings.name in str(result.error)
-        # The way out when the other target was removed from the configuration:
-        assert f"delete ConfigMap gitopsd-system/gitopsd-inventory-{other_name}" in str(
-            result.error
-        )

@@ -8,8 +8,7 @@ from typing import Any
 
 from kubernetes import client
 
-from gitopsd.model import IgnoreRule
-from gitopsd.model import Action
+from gitopsd.model import Action, IgnoreRule
 from gitopsd.passresult import PassOutcome
 from tests.cluster.conftest import Rig, read_testdata
 
@@ -115,7 +114,7 @@ def test_failed_deletion_stays_tracked_and_is_retried(rig: Rig, api_client: Any)
             ("protected", Action.FAILED)
         ]
         assert "protected by test" in refused.changes.entries[0].error
-        inventory = rig.adapter.load_inventories(rig.settings.name)[0]
+        inventory = rig.adapter.load_inventories(rig.settings.name)[0].inventory
         assert {key.name for key in inventory.keys} == {"keep", "protected"}
     finally:
         admission.delete_validating_admission_policy_binding(f"deny-{rig.unique}")
@@ -131,7 +130,8 @@ def test_failed_deletion_stays_tracked_and_is_retried(rig: Rig, api_client: Any)
     assert [(e.key.name, e.action) for e in retried.changes.entries] == [
         ("protected", Action.PRUNED)
     ]
-    assert {k.name for k in rig.adapter.load_inventories(rig.settings.name)[0].keys} == {"keep"}
+    stored, _ = rig.adapter.load_inventories(rig.settings.name)
+    assert {k.name for k in stored.inventory.keys} == {"keep"}
 
 
 def test_recreate_waits_for_finalizers(rig: Rig, api_client: Any) -> None:

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from gitopsd.errors import OwnershipError
-from gitopsd.inventory import Inventory, check_ownership, manifest_hash, next_inventory, upper_bound
+from gitopsd.inventory import (
+    Inventory,
+    StoredInventory,
+    find_clash,
+    manifest_hash,
+    next_inventory,
+    upper_bound,
+)
 from gitopsd.model import Action, ChangeSet, ChangeSetEntry, DesiredObject, ResourceKey
 
 WEB_KEY = ResourceKey("apps", "Deployment", "shop", "web")
@@ -18,6 +24,10 @@ NEW_HASH = manifest_hash(WEB.manifest)
 def inv(*keys: ResourceKey, **hashes: str) -> Inventory:
     applied = {WEB_KEY: hashes["web"]} if "web" in hashes else {}
     return Inventory(frozenset(keys), applied, "b" * 40, frozenset(keys))
+
+
+def stored(inventory: Inventory, version: str = "100") -> StoredInventory:
+    return StoredInventory(inventory, version)
 
 
 def changes(*entries: tuple[ResourceKey, Action]) -> ChangeSet:
@@ -94,19 +104,23 @@ def test_upper_bound_holds_every_key_with_a_hash() -> None:
     assert set(bound.applied_hashes) == {CFG, WEB_KEY}
 
 
-def test_check_ownership_names_both_targets() -> None:
-    others = {"shop": frozenset({WEB_KEY}), "billing": frozenset({CFG, NS}), "web": frozenset()}
+def test_another_target_owning_an_object_names_both_targets() -> None:
+    others = {
+        "shop": stored(inv(WEB_KEY)),
+        "billing": stored(inv(CFG, NS)),
+        "web": stored(inv()),
+    }
 
-    with pytest.raises(OwnershipError) as caught:
-        check_ownership("shop", [WEB_KEY, CFG, NS], others)
+    clash = find_clash("shop", [WEB_KEY, CFG, NS], stored(inv()), others)
 
-    message = str(caught.value)
-    assert (
-        message
-        == "ConfigMap shop/cfg (and 1 more) is declared by both target 'shop' and target 'billing'"
+    assert clash is not None
+    assert clash.message() == (
+        "ConfigMap shop/cfg (and 1 more) is declared by both target 'shop' and target "
+        "'billing'; 'billing' wins: it owns it"
     )
-    assert not caught.value.retryable
 
 
-def test_check_ownership_passes_when_nothing_is_shared() -> None:
-    check_ownership("shop", [WEB_KEY], {"shop": frozenset({WEB_KEY}), "billing": frozenset({CFG})})
+def test_no_clash_when_nothing_is_shared() -> None:
+    others = {"shop": stored(inv(WEB_KEY)), "billing": stored(inv(CFG))}
+
+    assert find_clash("shop", [WEB_KEY], stored(inv(WEB_KEY)), others) is None

@@ -53,7 +53,9 @@ def plan(
     **options: Any,
 ) -> Plan:
     settings = {"rules": (), "prune": True, **options}
-    return make_plan([desired(m) for m in want], have, inventory, **settings)
+    # What is live and declared, this target made (adoption: tests/unit/test_inventory_adoption.py).
+    tracked = inventory | {key_of(m) for m in want if key_of(m) in have}
+    return make_plan([desired(m) for m in want], have, tracked, **settings)
 
 
 def summary(result: Plan) -> list[tuple[str, str, str]]:
