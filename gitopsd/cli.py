@@ -2,7 +2,8 @@
 
 Exit codes: 0 in sync or converged, 1 a target failed, 2 a usage or
 configuration error, 3 a dry run or diff found changes, 4 another gitopsd
-holds the state directory.
+holds the state directory, 5 a target with `wait: true` ended degraded or
+progressing (applied, but not healthy).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from gitopsd.schedule import PassRunner, RunnerFactory
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CHANGES, EXIT_LOCKED = 0, 1, 2, 3, 4
+EXIT_UNHEALTHY = 5
 DEFAULT_CONFIG = Path("/etc/gitopsd/config.yaml")
 
 log = structlog.get_logger(__name__)
@@ -65,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="gitopsd",
         description="Pull-based GitOps: keep Kubernetes clusters in the state declared in Git.",
         epilog="exit codes: 0 ok, 1 a target failed, 2 usage or configuration error, "
-        "3 changes found (--dry-run, diff), 4 state directory locked by another gitopsd",
+        "3 changes found (--dry-run, diff), 4 state directory locked by another gitopsd, "
+        "5 a waiting target ended degraded or progressing",
     )
     parser.add_argument("--version", action="version", version=f"gitopsd {__version__}")
     _common_options(parser, argparse.SUPPRESS)
@@ -234,6 +237,10 @@ def _once(config: Config, journal: Journal, *, dry_run: bool) -> int:
         for result in results:
             for step in result.plan.steps if result.plan else ():
                 print(f"{result.target}: would {step.kind.value} {step.key}")
+    for result in results:
+        if result.outcome.unhealthy:
+            reason = f"{result.outcome.value}: {result.health_reason}"
+            print(f"gitopsd: {failure_line(result.target, reason)}", file=sys.stderr)
     return exit_code(results)
 
 
@@ -241,6 +248,8 @@ def exit_code(results: Sequence[PassResult]) -> int:
     outcomes = {result.outcome for result in results}
     if PassOutcome.FAILED in outcomes:
         return EXIT_FAILED
+    if any(outcome.unhealthy for outcome in outcomes):
+        return EXIT_UNHEALTHY
     return EXIT_CHANGES if PassOutcome.WOULD_CHANGE in outcomes else EXIT_OK
 
 

@@ -119,6 +119,8 @@ class TargetSettings:
     ignore: tuple[IgnoreRule, ...] = ()
     inventory_namespace: str = "gitopsd-system"
     interval_seconds: float | None = None  # None: the global interval
+    wait: bool = False  # after the writes, wait for every declared object to be healthy
+    health_timeout_seconds: float = 300.0  # how long `wait` waits before `progressing`
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,8 @@ _TARGET_KEYS = {
     "allow_empty", "recreate", "conflicts", "ignore", "inventory_namespace", "qps", "burst",
     "concurrency", "interval", "ssh_key", "ssh_passphrase_file", "ssh_passphrase_env",
     "known_hosts", "username", "password_file", "password_env", "timeout", "max_file_size",
-    "max_revision_size", "history", "verify", "adopt", "prune_adopted",
+    "max_revision_size", "history", "verify", "adopt", "prune_adopted", "wait",
+    "health_timeout",
 }  # fmt: skip
 # Keys people reach for when they mean to write a secret inline: refused with a pointer.
 _INLINE_SECRETS = {"password": "password", "token": "password", "ssh_passphrase": "ssh_passphrase"}
@@ -291,6 +294,8 @@ def _target(file: Path, where: str, item: Any) -> TargetSettings:
         ignore=tuple(_ignore_rule(file, w, rule) for w, rule in node.items("ignore")),
         inventory_namespace=node.text("inventory_namespace", "gitopsd-system") or "",
         interval_seconds=node.duration("interval", None),
+        wait=node.flag("wait", False),
+        health_timeout_seconds=node.duration("health_timeout", 300.0, maximum=_MAX_WAIT) or 300.0,
     )
 
 

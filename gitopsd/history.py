@@ -63,6 +63,9 @@ def _event_row(row: dict[str, Any]) -> tuple[str, str, str]:
     detail = row.get("detail") or {}
     if row["event"] == "history_rewritten":
         text = f"{str(detail.get('previous'))[:12]} -> {str(detail.get('revision'))[:12]}"
+    elif row["event"] == "health_changed":
+        text = f"{detail.get('from')} -> {detail.get('to')}"
+        text += f": {detail['reason']}" if detail.get("reason") else ""
     else:
         text = json.dumps(detail, sort_keys=True)
     return row["target"], row["event"], text

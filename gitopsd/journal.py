@@ -149,6 +149,14 @@ class Journal:
                     (target, at, event, encoded),
                 )
 
+    def record_event(self, *, target: str, at: float, event: str, detail: dict[str, Any]) -> None:
+        """Store one other event (a health change): the caller decides it is news."""
+        with _translated(self._path), self._lock, self._db:
+            self._db.execute(
+                "INSERT INTO events (target, time, event, detail) VALUES (?, ?, ?, ?)",
+                (target, at, event, json.dumps(detail)),
+            )
+
     def events(self, target: str | None = None, since: float | None = None) -> list[dict[str, Any]]:
         """Other events, oldest first; `detail` decoded."""
         rows = self._select("events", "time", target, since)

@@ -99,7 +99,7 @@ def pass_events(
         error = str(result.error) if result.error is not None else "failed"
         events.append(replace(base, objects=failed, error=error, health=health))
     written = tuple(e for e in result.changes.entries if e.action.wrote)
-    if written and not dry_run and result.outcome is PassOutcome.CONVERGED:
+    if written and not dry_run and result.outcome.applied:
         events.append(replace(base, type=EventType.DRIFT_CORRECTED, objects=written))
     return tuple(events)
 

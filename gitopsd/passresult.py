@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass, field
 
 from gitopsd.errors import GitopsdError
+from gitopsd.health import Health, ObjectHealth
 from gitopsd.model import ChangeSet, Plan, ResourceKey, Revision
 
 
@@ -14,11 +15,51 @@ class PassOutcome(enum.Enum):
     CONVERGED = "converged"
     WOULD_CHANGE = "would_change"
     FAILED = "failed"
+    # With `wait: true`, what the writes led to once the objects were watched.
+    HEALTHY = "healthy"
+    PROGRESSING = "progressing"  # health_timeout ran out with an object still InProgress
+    DEGRADED = "degraded"  # an object Failed
 
     @property
     def in_sync(self) -> bool:
         """The cluster matches Git after the pass (nothing was left to change)."""
-        return self in (PassOutcome.IN_SYNC, PassOutcome.CONVERGED)
+        return self in _APPLIED
+
+    @property
+    def applied(self) -> bool:
+        """The pass applied its revision (converged, or waited on afterwards)."""
+        return self in _APPLIED and self is not PassOutcome.IN_SYNC
+
+    @property
+    def unhealthy(self) -> bool:
+        """A waiting pass whose objects did not all become healthy (`--once` exits 5)."""
+        return self in (PassOutcome.PROGRESSING, PassOutcome.DEGRADED)
+
+
+_APPLIED = frozenset(
+    {
+        PassOutcome.IN_SYNC,
+        PassOutcome.CONVERGED,
+        PassOutcome.HEALTHY,
+        PassOutcome.PROGRESSING,
+        PassOutcome.DEGRADED,
+    }
+)
+
+
+@dataclass(frozen=True)
+class ObjectStatus:
+    """One declared object's health at the end of a waiting pass."""
+
+    key: ResourceKey
+    health: ObjectHealth
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            **self.key.as_dict(),
+            "status": self.health.status.value,
+            "reason": self.health.reason,
+        }
 
 
 @dataclass(frozen=True)
@@ -43,6 +84,7 @@ class PassResult:
     duration_seconds: float
     previews: tuple[ObjectPreview, ...] = ()
     requests: dict[str, int] = field(default_factory=dict)
+    health: tuple[ObjectStatus, ...] = ()  # every declared object, when the target waits
 
     @classmethod
     def failed(
@@ -55,6 +97,23 @@ class PassResult:
     def throttled(self) -> int:
         """How many of the pass's requests the API server answered 429 (each was retried)."""
         return self.requests.get("throttled", 0)
+
+    @property
+    def unhealthy(self) -> tuple[ObjectStatus, ...]:
+        """The declared objects that are not Current, worst first."""
+        rank = {Health.FAILED: 0, Health.UNKNOWN: 1}
+        bad = [o for o in self.health if o.health.status is not Health.CURRENT]
+        return tuple(sorted(bad, key=lambda o: rank.get(o.health.status, 2)))
+
+    @property
+    def health_reason(self) -> str:
+        """The worst object and why, in one line ('' when all are Current)."""
+        worst = self.unhealthy
+        if not worst:
+            return ""
+        first = worst[0]
+        more = f" (and {len(worst) - 1} more)" if len(worst) > 1 else ""
+        return f"{first.key}: {first.health.status.value}, {first.health.reason}{more}"
 
     @property
     def commit(self) -> str | None:

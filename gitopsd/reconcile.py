@@ -47,10 +47,11 @@ from gitopsd.model import (
     Revision,
     SourceFile,
 )
-from gitopsd.passresult import ObjectPreview, PassOutcome, PassResult
+from gitopsd.passresult import ObjectPreview, ObjectStatus, PassOutcome, PassResult
 from gitopsd.plan import Adoption, make_plan
 from gitopsd.render import render
 from gitopsd.rendercache import RenderCache, cache_key
+from gitopsd.waiting import await_health
 
 log = structlog.get_logger("gitopsd.reconcile")
 
@@ -83,6 +84,7 @@ class _Pass:
     plan: Plan | None = None
     changes: ChangeSet = field(default_factory=ChangeSet)
     previews: tuple[ObjectPreview, ...] = ()
+    health: tuple[ObjectStatus, ...] = ()
 
 
 class Reconciler:
@@ -111,6 +113,7 @@ class Reconciler:
         self._journaled_rewrite: tuple[str, str] | None = None
         self._rendered: tuple[str, tuple[DesiredObject, ...]] | None = None
         self._render_cache = render_cache
+        self._health: str | None = None  # the last waiting outcome journaled (health_changed)
 
     def run(
         self,
@@ -143,6 +146,7 @@ class Reconciler:
             duration_seconds=self._clock.time() - started,
             previews=state.previews,
             requests={verb: n - before.get(verb, 0) for verb, n in after.items()},
+            health=state.health,
         )
         self._report(result, dry_run=dry_run)
         return result
@@ -184,7 +188,16 @@ class Reconciler:
         if applied.error is not None:
             raise applied.error
         self._source.mark_applied(revision)
-        return PassOutcome.CONVERGED if applied.plan.steps else PassOutcome.IN_SYNC
+        if not self.target.wait:
+            return PassOutcome.CONVERGED if applied.plan.steps else PassOutcome.IN_SYNC
+        outcome, state.health = await_health(
+            self._adapter,
+            applied.plan.desired,
+            timeout=self.target.health_timeout_seconds,
+            clock=self._clock,
+            stop=stop,
+        )
+        return outcome
 
     def _fetch(self, dry_run: bool) -> Revision:
         revision = self._source.fetch()
@@ -379,6 +392,39 @@ class Reconciler:
                     if e.action is not Action.UNCHANGED
                 ],
             )
+            self._journal_health(result)
+
+    def _journal_health(self, result: PassResult) -> None:
+        """`health_changed` once per change of a waiting pass's outcome (from, to, reason)."""
+        if self._journal is None or not result.health:
+            return
+        if self._health is None:  # after a restart: the last change journaled, if any
+            changes = [
+                e for e in self._journal.events(result.target) if e["event"] == "health_changed"
+            ]
+            self._health = changes[-1]["detail"]["to"] if changes else "unknown"
+        if result.outcome.value == self._health:
+            return
+        self._journal.record_event(
+            target=result.target,
+            at=result.started_at + result.duration_seconds,
+            event="health_changed",
+            detail={
+                "from": self._health,
+                "to": result.outcome.value,
+                "reason": result.health_reason,
+                "revision": result.commit,
+            },
+        )
+        log.info(
+            "health_changed",
+            target=result.target,
+            revision=result.commit,
+            previous=self._health,
+            health=result.outcome.value,
+            reason=result.health_reason,
+        )
+        self._health = result.outcome.value
 
 
 def _log_entry(bound: structlog.stdlib.BoundLogger, entry: ChangeSetEntry) -> None:

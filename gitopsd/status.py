@@ -24,6 +24,8 @@ log = structlog.get_logger(__name__)
 
 def health_of(outcome: PassOutcome, error: BaseException | None) -> str:
     """A coarse state whose changes are worth one log line: ok, source_down, cluster_down, ..."""
+    if outcome.unhealthy:  # applied, but a waiting target's objects are not all up
+        return outcome.value
     if outcome is not PassOutcome.FAILED:
         return "ok"
     if isinstance(error, SourceError):
@@ -52,6 +54,7 @@ class TargetStatus:
     health: str = "unknown"
     running_since: float | None = None
     last_failure: dict[str, Any] | None = None  # kept after recovery: at, revision, error in full
+    unhealthy: list[dict[str, str]] | None = None  # a waiting target's objects not Current
 
     @property
     def failed(self) -> bool:
@@ -67,6 +70,8 @@ class TargetStatus:
             self.revision_message = result.revision.message
             self.revision_author = result.revision.author
         self.error = one_line(result.error) if result.error is not None else None
+        if result.health or result.outcome is not PassOutcome.FAILED:
+            self.unhealthy = [o.as_dict() for o in result.unhealthy] if result.health else None
         if result.outcome is PassOutcome.FAILED:
             self.failures += 1
             self.last_failure = {
@@ -104,6 +109,7 @@ class TargetStatus:
             "interval_seconds": self.interval_seconds,
             "next_run_at": next_run_at,
             "last_failure": self.last_failure,
+            "unhealthy_objects": self.unhealthy,
         }
 
 

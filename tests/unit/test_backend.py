@@ -83,6 +83,7 @@ def test_status_of_a_pass() -> None:
         "revision_message": "Deploy web",
         "revision_author": "Ada",
         "last_failure": None,
+        "unhealthy_objects": None,  # the target does not wait for health
     }
 
 

@@ -1,0 +1,41 @@
+"""`gitopsd --once` with `wait: true`: exit 5 while the workload is not up, 0 once it is."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.cluster.test_health_wait import DEPLOYMENT, available, write_deployment_status
+from tests.e2e.conftest import Gitopsd
+
+
+def test_once_with_wait_exits_5_until_the_deployment_is_available(
+    gitopsd: Gitopsd, api_client: Any
+) -> None:
+    ns = gitopsd.namespace
+    gitopsd.remote.commit({"manifests/web.yaml": DEPLOYMENT})
+    gitopsd.write_config(gitopsd.target(wait=True, health_timeout="2s"))
+
+    timed_out = gitopsd.run("--once")
+
+    assert timed_out.returncode == 5, timed_out.stderr
+    assert f"target app: progressing: Deployment.apps {ns}/web: InProgress" in timed_out.stderr
+
+    write_deployment_status(api_client, ns, {"observedGeneration": 1, "replicas": 2})
+    write_deployment_status(api_client, ns, available(2))
+    healthy = gitopsd.run("--once")
+
+    assert healthy.returncode == 0, healthy.stderr
+    history = gitopsd.run("history")
+    assert history.returncode == 0, history.stderr
+    assert "health_changed" in history.stdout
+    assert "unknown -> progressing" in history.stdout
+    assert "progressing -> healthy" in history.stdout
+
+
+def test_once_without_wait_exits_0_though_nothing_is_available(gitopsd: Gitopsd) -> None:
+    gitopsd.remote.commit({"manifests/web.yaml": DEPLOYMENT})
+    gitopsd.write_config(gitopsd.target())
+
+    result = gitopsd.run("--once")
+
+    assert result.returncode == 0, result.stderr
