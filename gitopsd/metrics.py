@@ -78,6 +78,20 @@ class Metrics:
             ["target"],
             registry=r,
         )
+        self.target_health = Gauge(
+            "gitopsd_target_health",
+            "1 for the health of a waiting target's last pass: healthy, progressing or degraded",
+            ["target", "status"],
+            registry=r,
+        )
+        # Only objects that are not Current, so the series stay as few as the problems.
+        self.object_health = Gauge(
+            "gitopsd_object_health",
+            "1 for each declared object of a waiting target that is not Current, by status",
+            ["target", "kind", "namespace", "name", "status"],
+            registry=r,
+        )
+        self._unhealthy: dict[str, set[tuple[str, str, str, str]]] = {}
         self.notify_sent = Counter(
             "gitopsd_notifications_sent", "Notifications delivered, by sink", ["sink"], registry=r
         )
@@ -119,6 +133,22 @@ class Metrics:
                 self.pruned.labels(target).inc()
         if result.commit:
             self._set_revision(target, result.commit)
+        if result.health:
+            self._set_health(result)
+
+    def _set_health(self, result: PassResult) -> None:
+        for outcome in (PassOutcome.HEALTHY, PassOutcome.PROGRESSING, PassOutcome.DEGRADED):
+            value = 1 if result.outcome is outcome else 0
+            self.target_health.labels(result.target, outcome.value).set(value)
+        now = {
+            (o.key.kind, o.key.namespace, o.key.name, o.health.status.value)
+            for o in result.unhealthy
+        }
+        for gone in self._unhealthy.get(result.target, set()) - now:
+            self.object_health.remove(result.target, *gone)
+        for labels in now:
+            self.object_health.labels(result.target, *labels).set(1)
+        self._unhealthy[result.target] = now
 
     def _set_revision(self, target: str, revision: str) -> None:
         old = self._revisions.get(target)
@@ -137,6 +167,11 @@ class Metrics:
         for gauge in (self.failing, self.last_success):
             with contextlib.suppress(KeyError):
                 gauge.remove(target)
+        for outcome in (PassOutcome.HEALTHY, PassOutcome.PROGRESSING, PassOutcome.DEGRADED):
+            with contextlib.suppress(KeyError):
+                self.target_health.remove(target, outcome.value)
+        for labels in self._unhealthy.pop(target, set()):
+            self.object_health.remove(target, *labels)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

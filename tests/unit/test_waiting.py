@@ -14,6 +14,7 @@ from gitopsd.clock import ManualClock
 from gitopsd.config import load_config
 from gitopsd.errors import ConfigError
 from gitopsd.health import Health, ObjectHealth
+from gitopsd.metrics import Metrics
 from gitopsd.model import ChangeSet, DesiredObject, LiveObject, ResourceKey
 from gitopsd.passresult import ObjectStatus, PassOutcome, PassResult
 from gitopsd.status import TargetStatus
@@ -183,3 +184,27 @@ def test_status_reports_a_waiting_targets_health_and_unhealthy_objects() -> None
     done = ObjectStatus(JOB, ObjectHealth(Health.CURRENT, "Job complete: 1/1 succeeded"))
     assert status.record(_result(PassOutcome.HEALTHY, done)) == "progressing"
     assert (status.health, status.as_dict(None)["unhealthy_objects"]) == ("ok", [])
+
+
+def test_metrics_keep_series_only_for_unhealthy_objects() -> None:
+    metrics = Metrics()
+
+    def sample(metric: str, /, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(metric, labels)
+
+    slow = ObjectStatus(JOB, ObjectHealth(Health.IN_PROGRESS, "Job running: 0/1 succeeded"))
+    fine = ObjectStatus(CM, ObjectHealth(Health.CURRENT, "no status"))
+    metrics.observe_pass(_result(PassOutcome.PROGRESSING, slow, fine))
+    job = {"target": "web", "kind": "Job", "namespace": "apps", "name": "migrate"}
+    assert sample("gitopsd_target_health", target="web", status="progressing") == 1
+    assert sample("gitopsd_target_health", target="web", status="healthy") == 0
+    assert sample("gitopsd_object_health", **job, status="InProgress") == 1
+    settings = {**job, "kind": "ConfigMap", "name": "settings"}
+    assert sample("gitopsd_object_health", **settings, status="Current") is None
+
+    done = ObjectStatus(JOB, ObjectHealth(Health.CURRENT, "Job complete: 1/1 succeeded"))
+    metrics.observe_pass(_result(PassOutcome.HEALTHY, done, fine))
+    assert sample("gitopsd_target_health", target="web", status="healthy") == 1
+    assert sample("gitopsd_object_health", **job, status="InProgress") is None
+    metrics.forget("web")
+    assert sample("gitopsd_target_health", target="web", status="healthy") is None
