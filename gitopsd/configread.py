@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import yaml
 
 from gitopsd.errors import ConfigError
-from gitopsd.yamldepth import MAX_DEPTH, first_too_deep
+from gitopsd.yamlbounds import MAX_DEPTH, expansion_problem, first_too_deep
 
 E = TypeVar("E", bound=Enum)
 
@@ -30,6 +30,11 @@ _SIZE_UNITS = {
     None: 1, "B": 1, "K": 1024, "KiB": 1024, "M": 1024**2, "MiB": 1024**2,
     "G": 1024**3, "GiB": 1024**3, "KB": 1000, "MB": 1000**2, "GB": 1000**3,
 }  # fmt: skip
+# Nodes with aliases expanded, and nodes reached again through an alias: far above any
+# real file (100 targets sharing settings through a merge key make 1,897 and 1,287), far
+# below what a merge-key bomb needs (537 bytes of `<<: [*a, *a, ...]` took 24 s of CPU).
+MAX_NODES = 100_000
+MAX_ALIASES = 10_000
 # The longest duration any key accepts unless it says otherwise: finite and far beyond
 # any sensible setting, so `99999999999d` is refused here instead of overflowing a
 # timer at start, at SIGTERM or at the first fetch.
@@ -62,7 +67,27 @@ def parse_size(text: str) -> int:
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """The safe loader, refusing a key written twice in one mapping (PyYAML keeps the last)."""
+    """The safe loader, refusing a key written twice in one mapping (PyYAML keeps the last).
+
+    Also refuses what would crash or stall building the data: nesting deeper than
+    MAX_DEPTH, alias bombs, and values that do not fit their tag.
+    """
+
+    _depth = 0  # collections open in the composer, which recurses once per level
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if not self.check_event(yaml.MappingStartEvent, yaml.SequenceStartEvent):
+            return super().compose_node(parent, index)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                parser: Any = self  # PyYAML's parser methods carry no types
+                raise yaml.composer.ComposerError(
+                    None, None, _TOO_DEEP, parser.peek_event().start_mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[str] = set()
@@ -77,6 +102,11 @@ class _StrictLoader(yaml.SafeLoader):
                 )
             seen.add(key_node.value)
         return super().construct_mapping(node, deep=deep)
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        if (problem := expansion_problem(node, MAX_NODES, MAX_ALIASES)) is not None:
+            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark)
+        return super().construct_document(node)
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
@@ -104,6 +134,7 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 _MAX_INT = 2**63 - 1
+_TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep, which no configuration needs"
 # The constructor looks int up by its tag, bound to the base class's function.
 _StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
 
@@ -155,12 +186,10 @@ def read_document(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read configuration: {file_problem(exc)}") from exc
-    if (deep := first_too_deep(text)) is not None:
-        # Refused before composing: PyYAML's composer recurses once per level.
-        raise ConfigError(
-            f"{path}: not valid YAML (line {deep[0]}, column {deep[1]}): nested more than "
-            f"{MAX_DEPTH} levels deep, which no configuration needs"
-        )
+    # The loader refuses deep nesting too, but only after PyYAML's slow scanner has read
+    # up to 1,024 characters ahead of every open bracket; libyaml finds it at once.
+    if (line := first_too_deep(text)) is not None:
+        raise ConfigError(f"{path}: not valid YAML (line {line}): {_TOO_DEEP}")
     try:
         # _StrictLoader derives from SafeLoader: no arbitrary Python objects.
         return yaml.load(text, Loader=_StrictLoader)

@@ -18,7 +18,7 @@ import yaml
 
 from gitopsd.errors import RenderError
 from gitopsd.model import SourceFile
-from gitopsd.yamldepth import MAX_DEPTH, compose_depth, depth_bound
+from gitopsd.yamlbounds import MAX_DEPTH, compose_depth, depth_bound, expansion_problem
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -281,25 +281,8 @@ def _too_large(where: str, size: int) -> RenderError:
 
 def _check_size(root: yaml.Node, where: str) -> None:
     """Refuse documents that would be huge once aliases are expanded, before expanding them."""
-    seen: set[int] = set()
-    aliases = 0
-    count = 0
-    stack: list[yaml.Node] = [root]
-    while stack:
-        node = stack.pop()
-        count += 1
-        if count > MAX_NODES:
-            raise RenderError(f"{where}: more than {MAX_NODES} nodes with aliases expanded")
-        if id(node) in seen:
-            aliases += 1
-            if aliases > MAX_ALIASES:
-                raise RenderError(f"{where}: more than {MAX_ALIASES} aliases")
-        seen.add(id(node))
-        if isinstance(node, yaml.SequenceNode):
-            stack.extend(node.value)
-        elif isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                stack.extend((key, value))
+    if (problem := expansion_problem(root, MAX_NODES, MAX_ALIASES)) is not None:
+        raise RenderError(f"{where}: {problem}")
 
 
 def _plain(value: Any, where: str, depth: int = 0) -> Any:

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from gitopsd import configread
 from gitopsd.config import load_config
 from gitopsd.errors import ConfigError
-from gitopsd.yamldepth import MAX_DEPTH
+from gitopsd.yamlbounds import MAX_DEPTH
 
 TARGET = "targets:\n  - {name: web, repo: r, branch: main}\n"
 
@@ -64,20 +65,34 @@ def test_a_value_that_does_not_fit_its_type_is_not_quoted(tmp_path: Path) -> Non
     assert "hunter2" not in refusal(tmp_path, "targets: !!float hunter2\n")
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        "targets: " + "[" * 5_000,
-        "targets: " + "{a: " * 2_000,
-        "targets:\n" + "".join(" " * level + "-\n" for level in range(600)),
-        "targets:\n" + "".join(" " * level + "a:\n" for level in range(600)),
-    ],
-    ids=["flow-sequences", "flow-mappings", "block-sequences", "block-mappings"],
-)
+DEEP = [
+    "targets: " + "[" * 5_000,
+    "targets: " + "{a: " * 2_000,
+    "targets:\n" + "".join(" " * level + "-\n" for level in range(600)),
+    "targets:\n" + "".join(" " * level + "a:\n" for level in range(600)),
+]
+DEEP_IDS = ["flow-sequences", "flow-mappings", "block-sequences", "block-mappings"]
+
+
+@pytest.mark.parametrize("text", DEEP, ids=DEEP_IDS)
 def test_deep_nesting_is_refused_naming_the_line(tmp_path: Path, text: str) -> None:
     message = refusal(tmp_path, text)
     assert re.fullmatch(
-        rf"not valid YAML \(line \d+, column \d+\): nested more than {MAX_DEPTH} levels deep, "
+        rf"not valid YAML \(line \d+\): nested more than {MAX_DEPTH} levels deep, "
+        "which no configuration needs",
+        message,
+    ), message
+
+
+@pytest.mark.parametrize("text", DEEP, ids=DEEP_IDS)
+def test_the_loader_refuses_deep_nesting_that_libyaml_did_not_read(
+    tmp_path: Path, text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As when libyaml stops at a syntax error that PyYAML reads past, or is not installed.
+    monkeypatch.setattr(configread, "first_too_deep", lambda text: None)
+    message = refusal(tmp_path, text)
+    assert re.fullmatch(
+        rf"not valid YAML \(line \d+\): nested more than {MAX_DEPTH} levels deep, "
         "which no configuration needs",
         message,
     ), message
@@ -127,3 +142,22 @@ def test_a_number_too_large_for_a_float_names_the_line(
     assert message == (
         "not valid YAML (line 1): the number is larger than 9223372036854775807 (2^63 - 1)"
     )
+
+
+def test_a_merge_key_bomb_is_refused_before_it_is_expanded(tmp_path: Path) -> None:
+    # Found while fixing the above: merge keys expand aliases at construction; seven such
+    # lines (537 bytes) took 24 s of CPU.
+    lines = ["a0: &a0 {k: v}"] + [
+        f"a{n}: &a{n} {{<<: [{', '.join([f'*a{n - 1}'] * 10)}]}}" for n in range(1, 7)
+    ]
+    text = "x:\n" + "".join(f"  {line}\n" for line in lines) + TARGET
+    message = refusal(tmp_path, text)
+    assert message == "not valid YAML (line 1): more than 10000 aliases"
+
+
+def test_a_hundred_targets_sharing_settings_are_read(tmp_path: Path) -> None:
+    first = "  - &base {name: t0, repo: r0, branch: main, interval: 1m, namespace: web, qps: 5}\n"
+    others = "".join(f"  - {{<<: *base, name: t{n}, repo: r{n}}}\n" for n in range(1, 100))
+    path = tmp_path / "gitopsd.yaml"
+    path.write_text("targets:\n" + first + others)
+    assert [target.name for target in load_config(path).targets] == [f"t{n}" for n in range(100)]
