@@ -104,7 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--since", type=_since, help="only the last DURATION (30m, 1h, 7d)")
     history.add_argument("--json", action="store_true", help="one JSON document")
     commands.add_parser("validate", help="check the configuration and render every target")
-    for sub in (diff, history, commands.choices["validate"]):
+    wait = commands.add_parser(
+        "wait", help="wait until what Git declares is applied and healthy; applies nothing"
+    )
+    wait.add_argument("--target", help="only this target")
+    wait.add_argument(
+        "--timeout", type=_since, default=300.0, help="give up after DURATION (default 5m)"
+    )
+    for sub in (diff, history, commands.choices["validate"], wait):
         _common_options(sub, argparse.SUPPRESS)
     return parser
 
@@ -163,6 +170,10 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
     if args.command == "validate":
         with _state(config, wait=args.wait_lock) as (scratch, journal):
             return _validate(scratch, journal, config.targets)
+    if args.command == "wait":
+        targets = _targets(config, args.target)
+        with _state(config, wait=args.wait_lock) as (scratch, journal):
+            return _wait(scratch, journal, targets, args.timeout)
     with StateLock(config.state_dir) as lock:
         lock.acquire(wait=args.wait_lock)
         journal = _open_journal(config.state_dir)
@@ -334,6 +345,30 @@ def _validate(config: Config, journal: Journal, targets: Sequence[TargetSettings
             if runner is not None:
                 runner.close()
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _wait(
+    config: Config, journal: Journal, targets: Sequence[TargetSettings], timeout: float
+) -> int:
+    """`gitopsd wait`: one line per target; 0 all healthy, 5 degraded or progressing, 1 failed."""
+    from gitopsd.runner import TargetRunner
+
+    deadline = time.monotonic() + timeout
+    results = []
+    for target in targets:
+        runner = TargetRunner(config, target, journal)
+        try:
+            remaining = max(deadline - time.monotonic(), 0.0)
+            results.append(runner.wait_health(timeout=remaining))
+        finally:
+            runner.close()
+    for result in results:
+        if result.error is not None:
+            print(f"gitopsd: {failure_line(result.target, result.error)}", file=sys.stderr)
+        else:
+            reason = f": {result.health_reason}" if result.health_reason else ""
+            print(f"{result.target}: {result.outcome.value}{reason}")
+    return exit_code(results)
 
 
 def _history(config: Config, target: str | None, since: float | None, *, as_json: bool) -> int:

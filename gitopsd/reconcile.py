@@ -22,6 +22,7 @@ from gitopsd.clock import SYSTEM_CLOCK, Clock
 from gitopsd.config import ConflictPolicy, TargetSettings
 from gitopsd.diff import object_diff_text
 from gitopsd.errors import GitopsdError, InventoryError, OwnershipError, RenderError
+from gitopsd.health import Health, ObjectHealth
 from gitopsd.inventory import (
     Inventory,
     StoredInventory,
@@ -51,7 +52,7 @@ from gitopsd.passresult import ObjectPreview, ObjectStatus, PassOutcome, PassRes
 from gitopsd.plan import Adoption, make_plan
 from gitopsd.render import render
 from gitopsd.rendercache import RenderCache, cache_key
-from gitopsd.waiting import await_health
+from gitopsd.waiting import POLL_SECONDS, await_health
 
 log = structlog.get_logger("gitopsd.reconcile")
 
@@ -150,6 +151,65 @@ class Reconciler:
         )
         self._report(result, dry_run=dry_run)
         return result
+
+    def wait_for_health(self, *, timeout: float, stop: threading.Event) -> PassResult:
+        """`gitopsd wait`: once the revision Git declares is applied (by a daemon), wait for
+        its objects' health; writes nothing. Never raises a GitopsdError (outcome FAILED)."""
+        started, deadline = self._clock.time(), self._clock.monotonic() + timeout
+        revision: Revision | None = None
+        health: tuple[ObjectStatus, ...] = ()
+        try:
+            revision = self._source.fetch()
+            declared = self._declared(revision)
+            health = self._await_applied(revision, deadline, stop)
+            if health:
+                outcome = PassOutcome.PROGRESSING
+            else:
+                remaining = max(deadline - self._clock.monotonic(), 0.0)
+                outcome, health = await_health(
+                    self._adapter, declared, timeout=remaining, clock=self._clock, stop=stop
+                )
+            error = None
+        except GitopsdError as failure:
+            outcome, error = PassOutcome.FAILED, failure
+        duration = self._clock.time() - started
+        return PassResult(
+            self.target.name,
+            outcome,
+            revision,
+            ChangeSet(),
+            None,
+            error,
+            started,
+            duration,
+            health=health,
+        )
+
+    def _await_applied(
+        self, revision: Revision, deadline: float, stop: threading.Event
+    ) -> tuple[ObjectStatus, ...]:
+        """Empty once the target's inventory records `revision`; else, at the deadline or
+        on `stop`, the pseudo-object saying which revision the cluster holds."""
+        while True:
+            pending = self._not_applied(revision)
+            remaining = deadline - self._clock.monotonic()
+            if (
+                not pending
+                or remaining <= 0
+                or self._clock.wait(stop, min(POLL_SECONDS, remaining))
+            ):
+                return pending
+
+    def _not_applied(self, revision: Revision) -> tuple[ObjectStatus, ...]:
+        """One pseudo-object while the cluster holds an older revision of the target."""
+        stored, _ = self._adapter.load_inventories(self.target.name)
+        applied = stored.inventory.revision
+        if applied == revision.commit:
+            return ()
+        where = self._adapter.describe_inventory(self.target.name)
+        reason = f"not yet applied ({where} records {applied[:12] or 'no revision'})"
+        key = ResourceKey("gitopsd.io", "Revision", "", revision.short)
+        return (ObjectStatus(key, ObjectHealth(Health.IN_PROGRESS, reason)),)
 
     def _pass(
         self, state: _Pass, stop: threading.Event, dry_run: bool, previews: bool

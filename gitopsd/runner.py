@@ -61,6 +61,15 @@ class TargetRunner:
             )
         return self._reconciler.run(dry_run=dry_run, previews=previews, stop=stop)
 
+    def wait_health(self, *, timeout: float, stop: threading.Event | None = None) -> PassResult:
+        """`gitopsd wait`: the health of what Git declares, once applied; writes nothing."""
+        try:
+            adapter = self._cluster()
+        except GitopsdError as error:
+            return PassResult.failed(self.target.name, error, self._clock.time())
+        reconciler = Reconciler(self.target, self._source, adapter, None, self._clock)
+        return reconciler.wait_for_health(timeout=timeout, stop=stop or threading.Event())
+
     def validate(self) -> int:
         """Fetch and render only, no cluster; the number of declared objects."""
         revision = self._source.fetch()

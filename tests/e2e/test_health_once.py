@@ -39,3 +39,44 @@ def test_once_without_wait_exits_0_though_nothing_is_available(gitopsd: Gitopsd)
     result = gitopsd.run("--once")
 
     assert result.returncode == 0, result.stderr
+
+
+def test_wait_command_exits_5_until_applied_and_available_then_0(
+    gitopsd: Gitopsd, api_client: Any
+) -> None:
+    ns = gitopsd.namespace
+    gitopsd.remote.commit({"manifests/web.yaml": DEPLOYMENT})
+    gitopsd.write_config(gitopsd.target())
+    short = gitopsd.remote.head()[:12]
+
+    not_applied = gitopsd.run("wait", "--timeout", "1s")
+
+    assert not_applied.returncode == 5, not_applied.stderr
+    assert f"app: progressing: Revision.gitopsd.io {short}: InProgress, not yet applied" in (
+        not_applied.stdout
+    )
+    assert gitopsd.run("--once").returncode == 0
+    unavailable = gitopsd.run("wait", "--target", "app", "--timeout", "1s")
+    assert unavailable.returncode == 5, unavailable.stderr
+    assert f"app: progressing: Deployment.apps {ns}/web: InProgress" in unavailable.stdout
+
+    write_deployment_status(api_client, ns, {"observedGeneration": 1, "replicas": 2})
+    write_deployment_status(api_client, ns, available(2))
+    healthy = gitopsd.run("wait", "--timeout", "30s")
+
+    assert healthy.returncode == 0, healthy.stderr
+    assert healthy.stdout == "app: healthy\n"
+    # Nothing was applied by `wait`: the journal has only the --once pass.
+    history = gitopsd.run("history", "--json")
+    assert history.stdout.count('"outcome"') == 1, history.stdout
+
+
+def test_wait_command_exits_1_when_the_cluster_cannot_be_read(gitopsd: Gitopsd) -> None:
+    gitopsd.remote.commit({"manifests/web.yaml": DEPLOYMENT})
+    missing = gitopsd.folder / "no-such-kubeconfig"
+    gitopsd.write_config(gitopsd.target(kubeconfig=str(missing)))
+
+    result = gitopsd.run("wait", "--timeout", "5s")
+
+    assert result.returncode == 1
+    assert "target app" in result.stderr and str(missing) in result.stderr
