@@ -116,6 +116,10 @@ def commit_state(result: PassResult) -> CommitState | None:
     """
     if result.revision is None:
         return None
+    if result.outcome is PassOutcome.DEGRADED:  # applied, and a declared object failed
+        return CommitState.FAILURE
+    if result.outcome is PassOutcome.PROGRESSING:  # applied, not up within health_timeout
+        return CommitState.PENDING
     if result.outcome.in_sync:
         return CommitState.SUCCESS
     if result.outcome is PassOutcome.WOULD_CHANGE:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ from gitopsd.config import load_config
 from gitopsd.errors import ConfigError
 from gitopsd.health import Health, ObjectHealth
 from gitopsd.metrics import Metrics
-from gitopsd.model import ChangeSet, DesiredObject, LiveObject, ResourceKey
+from gitopsd.model import ChangeSet, DesiredObject, LiveObject, ResourceKey, Revision
+from gitopsd.notifications import CommitState, commit_state
 from gitopsd.passresult import ObjectStatus, PassOutcome, PassResult
 from gitopsd.status import TargetStatus
 from gitopsd.waiting import POLL_SECONDS, await_health, verdict
@@ -208,3 +210,16 @@ def test_metrics_keep_series_only_for_unhealthy_objects() -> None:
     assert sample("gitopsd_object_health", **job, status="InProgress") is None
     metrics.forget("web")
     assert sample("gitopsd_target_health", target="web", status="healthy") is None
+
+
+@pytest.mark.parametrize(
+    ("outcome", "state"),
+    [
+        (PassOutcome.HEALTHY, CommitState.SUCCESS),
+        (PassOutcome.PROGRESSING, CommitState.PENDING),  # may still come up
+        (PassOutcome.DEGRADED, CommitState.FAILURE),  # applied, and an object failed
+    ],
+)
+def test_commit_status_of_a_waiting_pass(outcome: PassOutcome, state: CommitState) -> None:
+    revision = Revision(commit="0" * 40, ref="main")
+    assert commit_state(replace(_result(outcome), revision=revision)) is state
