@@ -134,7 +134,8 @@ class Periodic(threading.Thread):
 
     def stop(self) -> None:
         self.halt.set()
-        self.join(timeout=30)
+        if self.ident is not None:  # a writer switched off (period 0) never started
+            self.join(timeout=30)
 
 
 class Drifter:
@@ -413,9 +414,10 @@ def _cpu_per_pass(a: Sample, b: Sample) -> str:
 
 
 def _log_line(name: str, facts: dict[str, Any]) -> str:
+    head = f" {facts['not_json_head']}" if facts["not_json"] else ""
     return (f"- Log {name}: lines by level {facts['levels']}; warnings and errors other than "
             f"drift_detected: {facts['loud'] or 'none'}; lines that are not JSON: "
-            f"{facts['not_json']} {facts['not_json_head'] or ''}.")  # fmt: skip
+            f"{facts['not_json']}{head}.")  # fmt: skip
 
 
 def write_csv(samples: list[Sample], path: Path) -> None:
@@ -469,6 +471,9 @@ def summary(facts: dict[str, Any], samples: list[Sample], found: dict[str, float
 
 def main() -> int:
     args = _parser().parse_args()
+    # A background job started by a non-interactive shell ignores SIGINT: let SIGTERM stop
+    # the soak through the same clean-up (daemon, cluster and Git server stopped).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     root = Path(tempfile.mkdtemp(prefix="gitopsd-soak-"))
     log(f"work directory {root}; starting the cluster and the Git server")
     world = World(root, args.targets, args.objects)
