@@ -179,6 +179,7 @@ _LOG_LEVELS = ("debug", "info", "warning", "error")
 _MAX_WAIT = 3600.0
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@]*:[^/@]*@", re.IGNORECASE)
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def load_config(path: Path) -> Config:
@@ -254,6 +255,8 @@ def _secret(node: Section, stem: str) -> SecretRef | None:
             f"secrets are never written inline: use {stem}_file or {stem}_env", key=stem
         )
     file, env = node.path(f"{stem}_file"), node.text(f"{stem}_env")
+    if env is not None and not _ENV_NAME.fullmatch(env):
+        raise node.error("must be a variable name: letters, digits and _", key=f"{stem}_env")
     if file is not None and env is not None:
         raise node.error(f"give {stem}_file or {stem}_env, not both", key=f"{stem}_env")
     return SecretRef(file=file, env=env) if file is not None or env is not None else None

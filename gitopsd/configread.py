@@ -25,6 +25,7 @@ E = TypeVar("E", bound=Enum)
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _SIZE = re.compile(r"(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB|K|M|G)?")
 _SIZE_UNITS = {
     None: 1, "B": 1, "K": 1024, "KiB": 1024, "M": 1024**2, "MiB": 1024**2,
@@ -331,8 +332,8 @@ class Section:
         value = self.text(key)
         if value is None:
             return None
-        if "\0" in value:  # no system call takes it; pathlib raises ValueError
-            raise self.error("must not contain a NUL character", key=key)
+        if _CONTROL.search(value):  # NUL: pathlib raises ValueError; a break: two-line errors
+            raise self.error("must not contain control characters or line breaks", key=key)
         try:
             expanded = Path(value).expanduser()
         except RuntimeError:  # `~name/...` for a user this system does not know

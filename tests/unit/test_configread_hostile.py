@@ -123,9 +123,18 @@ def test_an_unknown_user_in_a_path_names_the_key(tmp_path: Path) -> None:
     )
 
 
-def test_a_nul_character_in_a_path_names_the_key(tmp_path: Path) -> None:
-    message = refusal(tmp_path, 'state_dir: "a\\0b"\n' + TARGET)
-    assert message == "state_dir: must not contain a NUL character"
+@pytest.mark.parametrize("path", ["a\\0b", "gitopsd.yaml/a\\nb", "a\\u2028b", "a\\tb"])
+def test_a_control_character_in_a_path_names_the_key(tmp_path: Path, path: str) -> None:
+    # `gitopsd.yaml/...`: under a file, so the state-directory check quoted the path.
+    message = refusal(tmp_path, f'state_dir: "{path}"\n' + TARGET)
+    assert message == "state_dir: must not contain control characters or line breaks"
+
+
+@pytest.mark.parametrize("name", ["A\\nB", "A=B", "1A", "A B"])
+def test_a_secret_variable_must_be_a_variable_name(tmp_path: Path, name: str) -> None:
+    # The name is quoted, unescaped, in the error a pass would raise when it is unset.
+    message = refusal(tmp_path, f'http: {{port: 1}}\nwebhook: {{secret_env: "{name}"}}\n' + TARGET)
+    assert message == "webhook.secret_env: must be a variable name: letters, digits and _"
 
 
 @pytest.mark.parametrize("value", ["0x" + "f" * 1_100, "9" * 400], ids=["hex", "decimal"])
