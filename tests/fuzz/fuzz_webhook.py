@@ -26,7 +26,7 @@ with harness.instrumentation(["gitopsd", "http", "email"]):
     from tests.fuzz import seeds
 
 SECRET = seeds.WEBHOOK_SECRET.encode()
-STATUSES = {202, 400, 401, 404, 405, 408, 411, 413, 414, 431, 501, 505}
+STATUSES = {200, 202, 400, 401, 404, 405, 408, 411, 413, 414, 431, 501, 503, 505}
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] (\d{3}) [^\r\n]*\r\n")
 
 
@@ -44,6 +44,12 @@ class Backend:
     def metrics(self) -> bytes:
         return b""
 
+    def status_page(self) -> str:
+        return "<!doctype html><title>gitopsd</title>"
+
+    def target_page(self, name: str) -> str | None:
+        return "<!doctype html><title>web</title>" if name == "web" else None
+
     def webhook_secret(self) -> str | None:
         return seeds.WEBHOOK_SECRET
 
@@ -52,6 +58,11 @@ class Backend:
             raise KeyError(target)
         self.triggered = True
         return ["web"]
+
+
+# A method the listener's Backend gained and this fake lacks would look like a crash.
+_MISSING = {n for n in dir(listener.Backend) if not n.startswith("_")} - set(dir(Backend))
+assert not _MISSING, f"fuzz_webhook.Backend lacks {sorted(_MISSING)}: add them"
 
 
 def one_input(data: bytes) -> None:

@@ -65,7 +65,7 @@ def config_seeds() -> Iterator[bytes]:
 
 
 def webhook_seeds() -> Iterator[bytes]:
-    """Webhook requests: signed, with the secret header, unsigned, wrong and malformed."""
+    """Webhook requests (signed, with the secret header, unsigned, wrong, malformed) and GETs."""
     body = b'{"ref": "refs/heads/main", "after": "0123abcd"}'
     digest = hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
     yield request({"X-Hub-Signature-256": f"sha256={digest}"}, body, "?target=web")
@@ -76,7 +76,8 @@ def webhook_seeds() -> Iterator[bytes]:
     yield request({"X-Gitopsd-Secret": "wrong"}, b"x")
     yield request({}, body)
     yield request({"X-Hub-Signature-256": f"sha256={digest}", "Content-Length": "-1"}, body)
-    yield b"GET /hooks/sync HTTP/1.1\r\n\r\n"
+    for path in ("/hooks/sync", "/healthz", "/readyz", "/status", "/metrics", "/", "/targets/web"):
+        yield f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
     yield b"POST /elsewhere HTTP/1.0\r\nContent-Length: 0\r\n\r\n"
     yield from _regressions("webhook")
 
