@@ -302,6 +302,12 @@ def _plain(value: Any, where: str, depth: int = 0) -> Any:
         return value.isoformat()
     if isinstance(value, bytes):
         raise RenderError(f"{where}: binary values (!!binary) are not supported")
+    if isinstance(value, set | frozenset | tuple):
+        # The API server reads JSON: a set or an ordered map has no form it would store.
+        raise RenderError(
+            f"{where}: YAML sets and ordered maps (!!set, !!omap, !!pairs) are not supported; "
+            "write a list or a mapping"
+        )
     return value
 
 

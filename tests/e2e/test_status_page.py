@@ -109,10 +109,12 @@ def test_status_page_after_a_drift_and_a_failure(
             "creds", ns, {"stringData": {"password": BY_HAND}}, field_manager="kubectl-edit"
         )
         event = wait_for(lambda: corrected_app(hook))
-        gitopsd.remote.commit(
+        broken = gitopsd.remote.commit(
             {"manifests/broken.yaml": "apiVersion: v1\nkind: ConfigMap\n"}, "Add a broken manifest"
         )
         wait_for(lambda: status_of(gitopsd)["targets"]["app"]["consecutive_failures"] >= 1)
+        # web reads another path of the same remote: it passes the broken commit in sync.
+        wait_for(lambda: status_of(gitopsd)["targets"]["web"]["revision"] == broken)
         wait_for(lambda: any(r.json()["event"] == "pass_failed" for r in hook.requests))
 
         index = check_index(gitopsd, browser, tmp_path)
