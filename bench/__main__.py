@@ -28,9 +28,13 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="repetitions per scenario (R)")
     parser.add_argument("--scenarios", default="1,2,3,4,5,6", help="comma-separated numbers")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
-    parser.add_argument("--profile", type=Path, metavar="DIR",
-                        help="afterwards, profile one gitopsd --once of scenarios 2 and 4 "
-                        "with pyinstrument into DIR")  # fmt: skip
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="afterwards, profile one gitopsd --once of scenarios 2 and 4 "
+        "with pyinstrument into DIR",
+    )
     args = parser.parse_args()
     wanted = sorted({int(x) for x in args.scenarios.split(",") if x.strip()})
     root = Path(tempfile.mkdtemp(prefix="gitopsd-bench-"))
@@ -41,8 +45,14 @@ def main() -> int:
     results = []
     try:
         runner = Scenarios(env, args.repeat, log)
-        steps = {1: runner.cold, 2: runner.unchanged, 3: runner.drifted, 4: runner.changed,
-                 5: runner.removed, 6: runner.remote_unchanged}  # fmt: skip
+        steps = {
+            1: runner.cold,
+            2: runner.unchanged,
+            3: runner.drifted,
+            4: runner.changed,
+            5: runner.removed,
+            6: runner.remote_unchanged,
+        }
         for number in wanted:
             log(f"scenario {number}")
             results.append(summary(steps[number]()))
@@ -93,11 +103,15 @@ def _gitopsd_source() -> dict[str, str]:
 
     folder = Path(gitopsd.__file__).resolve().parent
     found = {"path": str(folder)}
-    head = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"],
-                          capture_output=True, text=True)  # fmt: skip
+    head = subprocess.run(
+        ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True
+    )
     if head.returncode == 0:
-        dirty = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--", "."],
-                               capture_output=True, text=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", str(folder), "status", "--porcelain", "--", "."],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         found["commit"] = head.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
     elif os.environ.get("GITOPSD_BENCH_COMMIT"):
         found["commit"] = os.environ["GITOPSD_BENCH_COMMIT"] + " (exported copy)"

@@ -49,8 +49,12 @@ spec:
       storage: true
       schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
 """
-_RESOURCES = (("apps/v1", "deployments"), ("v1", "services"), ("v1", "secrets"),
-              ("v1", "configmaps"))  # fmt: skip
+_RESOURCES = (
+    ("apps/v1", "deployments"),
+    ("v1", "services"),
+    ("v1", "secrets"),
+    ("v1", "configmaps"),
+)
 
 
 class BenchEnv:
@@ -126,16 +130,23 @@ class BenchEnv:
 
     def kubectl_argv(self, *args: str) -> list[str]:
         # Its own discovery cache, warm after the first call, as on a cron job's host.
-        return [str(self.binaries / "kubectl"), "--kubeconfig", str(self.plane.kubeconfig),
-                "--cache-dir", str(self.root / "kube-cache"), *args]  # fmt: skip
+        return [
+            str(self.binaries / "kubectl"),
+            "--kubeconfig",
+            str(self.plane.kubeconfig),
+            "--cache-dir",
+            str(self.root / "kube-cache"),
+            *args,
+        ]
 
     def kubectl_run(self, *args: str, ok: tuple[int, ...] = (0,), applyset: bool = False) -> Run:
         env = {**self.env, "KUBECTL_APPLYSET": "true"} if applyset else self.env
         return run_command(self.kubectl_argv(*args), self.audit, env=env, ok=ok)
 
     def kubectl(self, *args: str, stdin_text: str | None = None) -> str:
-        result = subprocess.run(self.kubectl_argv(*args), input=stdin_text, text=True,
-                                capture_output=True, env=self.env)  # fmt: skip
+        result = subprocess.run(
+            self.kubectl_argv(*args), input=stdin_text, text=True, capture_output=True, env=self.env
+        )
         if result.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args[:3])}: {result.stderr.strip()}")
         return result.stdout
@@ -144,19 +155,29 @@ class BenchEnv:
         """The cluster-scoped ApplySet parent kubectl needs for prune across namespaces."""
         digest = hashlib.sha256(f"{APPLYSET}..ApplySet.bench.gitopsd.io".encode()).digest()
         ident = "applyset-" + base64.urlsafe_b64encode(digest).decode().rstrip("=") + "-v1"
-        self.kubectl("apply", "--server-side", "-f", "-", stdin_text=(
-            f"apiVersion: bench.gitopsd.io/v1\nkind: ApplySet\nmetadata:\n  name: {APPLYSET}\n"
-            f"  labels: {{applyset.kubernetes.io/id: {ident}}}\n"
-            f"  annotations: {{applyset.kubernetes.io/tooling: kubectl/v0, "
-            f"applyset.kubernetes.io/contains-group-kinds: ''}}\n"
-        ))  # fmt: skip
+        self.kubectl(
+            "apply",
+            "--server-side",
+            "-f",
+            "-",
+            stdin_text=(
+                f"apiVersion: bench.gitopsd.io/v1\nkind: ApplySet\nmetadata:\n  name: {APPLYSET}\n"
+                f"  labels: {{applyset.kubernetes.io/id: {ident}}}\n"
+                f"  annotations: {{applyset.kubernetes.io/tooling: kubectl/v0, "
+                f"applyset.kubernetes.io/contains-group-kinds: ''}}\n"
+            ),
+        )
 
     # -- raw API for resets and checks ---------------------------------------------------
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.plane.url + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        request = urllib.request.Request(
+            self.plane.url + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, context=self._context, timeout=120) as response:
                 return json.loads(response.read() or b"null")
@@ -187,8 +208,10 @@ class BenchEnv:
                     live["spec"]["finalizers"] = []
                     self.api("PUT", f"/api/v1/namespaces/{namespace}/finalize", live)
         if workload.prefix == self.gitopsd_workload.prefix:
-            self.api("DELETE", f"/api/v1/namespaces/{INVENTORY_NAMESPACE}/configmaps/"
-                               f"gitopsd-inventory-{TARGET}")  # fmt: skip
+            self.api(
+                "DELETE",
+                f"/api/v1/namespaces/{INVENTORY_NAMESPACE}/configmaps/gitopsd-inventory-{TARGET}",
+            )
 
     def count_objects(self, workload: Workload) -> int:
         total = 0

@@ -37,10 +37,10 @@ def profile(env: BenchEnv, runner: Scenarios, out: Path, log: Callable[[str], No
 
 
 def _pass(env: BenchEnv, state: Path, target: Path, log: Callable[[str], None]) -> None:
-    argv = [sys.executable, "-m", "bench.profile_pass", str(env.gitopsd_config(state)),
-            str(target)]  # fmt: skip
-    result = subprocess.run(argv, env=env.env, capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    argv = [sys.executable, "-m", "bench.profile_pass", str(env.gitopsd_config(state)), str(target)]
+    result = subprocess.run(
+        argv, env=env.env, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1]
+    )
     if result.returncode != 0:
         print(result.stderr[-2000:], file=sys.stderr)
         return
@@ -55,6 +55,7 @@ def _one(env: BenchEnv, state: Path, target: Path, log: Callable[[str], None]) -
         print(result.stderr[-2000:], file=sys.stderr)
         return
     # The session file can be rendered again later: pyinstrument --load FILE -r html
-    subprocess.run(["pyinstrument", "--load", str(session), "-r", "text", "-o", str(target)],
-                   check=False)  # fmt: skip
+    subprocess.run(
+        ["pyinstrument", "--load", str(session), "-r", "text", "-o", str(target)], check=False
+    )
     log(f"profile written to {target}")

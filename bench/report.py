@@ -16,8 +16,10 @@ def _verbs(requests: dict[str, float] | None) -> str:
 
 
 def table(scenarios: list[dict[str, Any]]) -> str:
-    head = ("| # | scenario | gitopsd s | peer | peer s | ratio g/p | gitopsd requests "
-            "| peer requests | gitopsd peak RSS MiB |")  # fmt: skip
+    head = (
+        "| # | scenario | gitopsd s | peer | peer s | ratio g/p | gitopsd requests "
+        "| peer requests | gitopsd peak RSS MiB |"
+    )
     lines = [head, "|" + "---|" * 9]
     for s in scenarios:
         g = s["gitopsd"]
@@ -61,8 +63,9 @@ def targets(scenarios: list[dict[str, Any]]) -> list[tuple[str, bool, str]]:
         found.append(("2: >= 10x faster than kubectl diff", ratio <= 0.1, f"ratio {ratio:.3f}"))
     if 1 in by:
         ratio = by[1]["peers"][0]["ratio_gitopsd_over_peer"]
-        found.append(("1: faster than kubectl apply --server-side", ratio < 1,
-                      f"ratio {ratio:.3f}"))  # fmt: skip
+        found.append(
+            ("1: faster than kubectl apply --server-side", ratio < 1, f"ratio {ratio:.3f}")
+        )
     if 3 in by:
         g = by[3]["gitopsd"]
         writes = sum(n for v, n in g["requests_median"].items() if v in WRITE_VERBS)
@@ -75,13 +78,19 @@ def targets(scenarios: list[dict[str, Any]]) -> list[tuple[str, bool, str]]:
     ]
     if peaks:
         peak = max(peaks)
-        found.append((f"peak RSS < {RSS_TARGET_MIB} MiB", peak < RSS_TARGET_MIB,
-                      f"max {peak:.0f} MiB"))  # fmt: skip
+        found.append(
+            (f"peak RSS < {RSS_TARGET_MIB} MiB", peak < RSS_TARGET_MIB, f"max {peak:.0f} MiB")
+        )
     for s in scenarios:
         for m in (s["gitopsd"], *s.get("variants", []), *s["peers"]):
             if m["failed_checks"]:
-                found.append((f"{s['scenario']}: outcome of {m['tool']}", False,
-                              "; ".join(m["failed_checks"])))  # fmt: skip
+                found.append(
+                    (
+                        f"{s['scenario']}: outcome of {m['tool']}",
+                        False,
+                        "; ".join(m["failed_checks"]),
+                    )
+                )
     return found
 
 

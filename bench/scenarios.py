@@ -92,9 +92,11 @@ class Scenarios:
             self.steady = self.states / f"cold-unlimited-{rep}"
             fast.runs.append(env.gitopsd(self.steady, UNLIMITED))
             _expect(fast, env.count_objects(env.gitopsd_workload) == n, "objects after sync")
-            self.log(f"  1 rep {rep}: gitopsd {g.runs[-1].seconds:.2f}s, "
-                     f"kubectl {k.runs[-1].seconds:.2f}s, gitopsd unlimited "
-                     f"{fast.runs[-1].seconds:.2f}s")  # fmt: skip
+            self.log(
+                f"  1 rep {rep}: gitopsd {g.runs[-1].seconds:.2f}s, "
+                f"kubectl {k.runs[-1].seconds:.2f}s, gitopsd unlimited "
+                f"{fast.runs[-1].seconds:.2f}s"
+            )
         scenario = Scenario(
             1,
             "cold sync",
@@ -108,7 +110,7 @@ class Scenarios:
             ],
         )
         scenario.variants.append(fast)
-        return scenario  # fmt: skip
+        return scenario
 
     # -- 2 ------------------------------------------------------------------------------
 
@@ -122,8 +124,7 @@ class Scenarios:
                 g.runs.append(env.gitopsd(state))
 
             def run_k() -> None:
-                diff.runs.append(env.kubectl_run(*self._cmd(("diff", "--server-side")),
-                                                 ok=(0, 1)))  # fmt: skip
+                diff.runs.append(env.kubectl_run(*self._cmd(("diff", "--server-side")), ok=(0, 1)))
                 _expect(diff, diff.runs[-1].returncode == 0, "kubectl diff found differences")
                 apply.runs.append(env.kubectl_run(*self._cmd(APPLY)))
 
@@ -155,21 +156,41 @@ class Scenarios:
                 _expect(k, self._replicas(env.kubectl_workload, index) == 2, "drift corrected")
 
             self._pair(rep, run_g, run_k)
-            self.log(f"  3 rep {rep}: gitopsd {g.runs[-1].seconds:.2f}s, "
-                     f"kubectl {k.runs[-1].seconds:.2f}s")  # fmt: skip
-        return Scenario(3, "one object drifted", g, [k], [
-            f"before each repetition one Deployment's spec.replicas is changed 2 -> 5 by "
-            f"`kubectl patch --field-manager={DRIFTER}` (an update: the field moves to that "
-            "manager) in both copies"])  # fmt: skip
+            self.log(
+                f"  3 rep {rep}: gitopsd {g.runs[-1].seconds:.2f}s, "
+                f"kubectl {k.runs[-1].seconds:.2f}s"
+            )
+        return Scenario(
+            3,
+            "one object drifted",
+            g,
+            [k],
+            [
+                f"before each repetition one Deployment's spec.replicas is changed 2 -> 5 by "
+                f"`kubectl patch --field-manager={DRIFTER}` (an update: the field moves to that "
+                "manager) in both copies"
+            ],
+        )
 
     def _drift(self, workload: Workload, index: int) -> None:
-        self.env.kubectl("patch", "deployment", workload.name(index), "-n",
-                         workload.namespace(index), "--type=merge", "-p",
-                         '{"spec":{"replicas":5}}', f"--field-manager={DRIFTER}")  # fmt: skip
+        self.env.kubectl(
+            "patch",
+            "deployment",
+            workload.name(index),
+            "-n",
+            workload.namespace(index),
+            "--type=merge",
+            "-p",
+            '{"spec":{"replicas":5}}',
+            f"--field-manager={DRIFTER}",
+        )
 
     def _replicas(self, workload: Workload, index: int) -> int:
-        live = self.env.api("GET", f"/apis/apps/v1/namespaces/{workload.namespace(index)}"
-                                   f"/deployments/{workload.name(index)}")  # fmt: skip
+        live = self.env.api(
+            "GET",
+            f"/apis/apps/v1/namespaces/{workload.namespace(index)}"
+            f"/deployments/{workload.name(index)}",
+        )
         return int(live["spec"]["replicas"]) if live else -1
 
     # -- 4 ------------------------------------------------------------------------------
@@ -211,8 +232,10 @@ class Scenarios:
         """Whether object `index` carries its current revision (checked on a ConfigMap)."""
         if workload.kind(index) != "ConfigMap":
             return True
-        live = self.env.api("GET", f"/api/v1/namespaces/{workload.namespace(index)}"
-                                   f"/configmaps/{workload.name(index)}")  # fmt: skip
+        live = self.env.api(
+            "GET",
+            f"/api/v1/namespaces/{workload.namespace(index)}/configmaps/{workload.name(index)}",
+        )
         return bool(live) and live["data"]["REVISION"] == str(workload.revisions.get(index, 0))
 
     # -- 5 ------------------------------------------------------------------------------
@@ -273,9 +296,13 @@ class Scenarios:
         os.environ[PASSWORD_ENV] = env.password
         structlog.configure(logger_factory=structlog.ReturnLoggerFactory())
         settings = SourceSettings(
-            repo=env.server.url(env.remote), ref_kind=RefKind.BRANCH, ref="main",
-            path="deploy", username=GIT_USER, password=SecretRef(env=PASSWORD_ENV),
-        )  # fmt: skip
+            repo=env.server.url(env.remote),
+            ref_kind=RefKind.BRANCH,
+            ref="main",
+            path="deploy",
+            username=GIT_USER,
+            password=SecretRef(env=PASSWORD_ENV),
+        )
         source = GitSource("bench", settings, env.root / "source-state")
         source.fetch()
         clone = env.root / "git-clone"
@@ -300,18 +327,29 @@ class Scenarios:
                 env.server.clear_log()
                 began = time.perf_counter()
                 for args in (["ls-remote", "origin", "refs/heads/main"], ["fetch", "-q", "origin"]):
-                    subprocess.run(["git", "-C", str(clone), *args], check=True, env=git_env,
-                                   capture_output=True)  # fmt: skip
+                    subprocess.run(
+                        ["git", "-C", str(clone), *args],
+                        check=True,
+                        env=git_env,
+                        capture_output=True,
+                    )
                 k.seconds.append(time.perf_counter() - began)
                 k_http.append(len(env.server.log()))
 
             self._pair(rep, run_g, run_k)
-        scenario = Scenario(6, "remote unchanged", g, [k], [
-            f"in-process GitSource.fetch() on a warm mirror vs `git ls-remote` + `git fetch` "
-            f"subprocesses on a bare clone, both over smart HTTP with Basic auth; {rounds} "
-            f"rounds; requests are HTTP requests to the Git server (median: gitopsd "
-            f"{statistics.median(g_http):g}, git {statistics.median(k_http):g}); no API "
-            "requests and no separate gitopsd process, so no RSS"])  # fmt: skip
+        scenario = Scenario(
+            6,
+            "remote unchanged",
+            g,
+            [k],
+            [
+                f"in-process GitSource.fetch() on a warm mirror vs `git ls-remote` + `git fetch` "
+                f"subprocesses on a bare clone, both over smart HTTP with Basic auth; {rounds} "
+                f"rounds; requests are HTTP requests to the Git server (median: gitopsd "
+                f"{statistics.median(g_http):g}, git {statistics.median(k_http):g}); no API "
+                "requests and no separate gitopsd process, so no RSS"
+            ],
+        )
         scenario.gitopsd.checks = sorted(set(g.checks))
         return scenario
 
@@ -340,8 +378,9 @@ def summary(scenario: Scenario) -> dict[str, Any]:
         }
         if m.runs:
             verbs = sorted({v for r in m.runs for v in r.requests})
-            out["requests_median"] = {v: statistics.median(r.requests.get(v, 0) for r in m.runs)
-                                      for v in verbs}  # fmt: skip
+            out["requests_median"] = {
+                v: statistics.median(r.requests.get(v, 0) for r in m.runs) for v in verbs
+            }
             out["requests_per_run"] = [r.requests for r in m.runs]
             out["lists_by_resource_last_run"] = m.runs[-1].lists_by_resource
             out["peak_rss_mib"] = [round(r.peak_rss_mib, 1) for r in m.runs]
@@ -357,8 +396,14 @@ def summary(scenario: Scenario) -> dict[str, Any]:
         variant["ratio_over_first_peer"] = round(
             variant["median_seconds"] / peers[0]["median_seconds"], 3
         )
-    return {"scenario": scenario.number, "title": scenario.title, "gitopsd": g,
-            "peers": peers, "variants": variants, "notes": scenario.notes}  # fmt: skip
+    return {
+        "scenario": scenario.number,
+        "title": scenario.title,
+        "gitopsd": g,
+        "peers": peers,
+        "variants": variants,
+        "notes": scenario.notes,
+    }
 
 
 def dumps(data: Any) -> str:

@@ -69,8 +69,12 @@ class Workload:
 
     def manifest(self, index: int) -> str:
         kind = self.kind(index)
-        render = {"ConfigMap": _configmap, "Secret": _secret, "Service": _service,
-                  "Deployment": _deployment}[kind]  # fmt: skip
+        render = {
+            "ConfigMap": _configmap,
+            "Secret": _secret,
+            "Service": _service,
+            "Deployment": _deployment,
+        }[kind]
         return render(self.name(index), self.namespace(index), self.revisions.get(index, 0))
 
     def _namespaces_yaml(self) -> str:

@@ -210,7 +210,16 @@ def _drift_row(
     ]
     key = entry.key
     return (
-        pass_id, target, revision, at, key.group, key.kind, key.namespace, key.name,
-        entry.action.value, json.dumps(fields, default=str), json.dumps(managers),
+        pass_id,
+        target,
+        revision,
+        at,
+        key.group,
+        key.kind,
+        key.namespace,
+        key.name,
+        entry.action.value,
+        json.dumps(fields, default=str),
+        json.dumps(managers),
         entry.error or None,
-    )  # fmt: skip
+    )

@@ -51,6 +51,7 @@ class SinkSettings:
 
 SecretReader = Callable[[Section, str], "SecretRef | None"]
 
+# Key tables stay packed (fmt: skip): one key per line would fill a screen for nothing.
 _COMMON = {
     "name", "type", "events", "targets", "status_url", "timeout", "max_attempts", "queue_size",
     "dedupe_window", "max_per_minute",

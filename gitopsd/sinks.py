@@ -238,9 +238,12 @@ class SinkWorker:
             if attempt < attempts:
                 delay = retry_delay(attempt, result.retry_after)
                 log.debug(
-                    "notify_retry", sink=self.name, attempt=attempt, seconds=delay,
+                    "notify_retry",
+                    sink=self.name,
+                    attempt=attempt,
+                    seconds=delay,
                     problem=result.problem,
-                )  # fmt: skip
+                )
                 if not self._pause(delay):
                     self._drop("shutdown")
                     return
@@ -266,10 +269,13 @@ class SinkWorker:
         if result.status not in self._rejections_logged:  # once per answer until one passes
             self._rejections_logged.add(result.status)
             log.warning(
-                "notify_rejected", sink=self.name, notification=message.kind, target=message.target,
+                "notify_rejected",
+                sink=self.name,
+                notification=message.kind,
+                target=message.target,
                 problem=result.problem,
                 fix="check the sink's URL, token and permissions; messages it refuses are dropped",
-            )  # fmt: skip
+            )
 
     def _undeliverable(self, message: Message, result: Attempt, attempts: int) -> None:
         self._drop("undeliverable")
@@ -282,10 +288,14 @@ class SinkWorker:
                 self._queue.clear()
         if went_down:
             log.error(
-                "notify_sink_down", sink=self.name, endpoint=redact_url(message.url),
-                attempts=attempts, problem=result.problem, dropped=queued + 1,
+                "notify_sink_down",
+                sink=self.name,
+                endpoint=redact_url(message.url),
+                attempts=attempts,
+                problem=result.problem,
+                dropped=queued + 1,
                 fix="messages are dropped until a probe every 5 minutes gets through",
-            )  # fmt: skip
+            )
         else:
             log.debug("notify_probe_failed", sink=self.name, problem=result.problem)
 
@@ -346,10 +356,13 @@ class Outbox:
             sink.worker.start()
         if self._sinks:
             shown = [
-                {"sink": s.spec.settings.name, "type": s.spec.settings.type.value,
-                 "endpoint": redact_url(s.spec.url)}
+                {
+                    "sink": s.spec.settings.name,
+                    "type": s.spec.settings.type.value,
+                    "endpoint": redact_url(s.spec.url),
+                }
                 for s in self._sinks
-            ]  # fmt: skip
+            ]
             log.info("notify_sinks", sinks=shown)
 
     def retarget(self, config: Config) -> None:
@@ -415,10 +428,14 @@ class _Sink:
             if self._statuses.get(result.target) == (commit, state):
                 return None  # the forge shows this already: a status per pass would flood it
         request = commit_status_request(
-            forge, repository, commit, state, context=status_context(result.target),
+            forge,
+            repository,
+            commit,
+            state,
+            context=status_context(result.target),
             description=state_description(result),
             target_url=target_link(settings.status_url, result.target),
-        )  # fmt: skip
+        )
 
         def delivered(target: str = result.target) -> None:
             with self._lock:

@@ -202,9 +202,13 @@ class GitSource:
                 raise KeyError(revision.commit)
             root = obj.peel(pygit2.Commit).tree
             return TreeReader(
-                repo, root, self._base, self.settings.max_file_bytes, self._tree_error(revision),
+                repo,
+                root,
+                self._base,
+                self.settings.max_file_bytes,
+                self._tree_error(revision),
                 max_total=self.settings.max_revision_bytes,
-            ).read()  # fmt: skip
+            ).read()
 
     # --- resolving ------------------------------------------------------------------------
 

@@ -188,8 +188,10 @@ def test_slack_gets_one_readable_message_per_pass(sinks: Sinks, clock: ManualClo
     first, second = (r.json()["text"].splitlines() for r in slack.requests)
     assert [r.answered for r in slack.requests] == [200, 200]
     assert first[0] == ":wrench: *web*: corrected drift, 3 objects written"
-    assert first[1] == "<https://git.example/org/infra/commit/" + COMMIT + "|0123456789ab> " \
-        "Raise web replicas by Ada Lovelace"  # fmt: skip
+    assert (
+        first[1] == "<https://git.example/org/infra/commit/" + COMMIT + "|0123456789ab> "
+        "Raise web replicas by Ada Lovelace"
+    )
     assert first[2:5] == [
         f"• corrected ConfigMap prod/{n}: /data/v (changed by kubectl-edit)" for n in "abc"
     ]
@@ -201,12 +203,20 @@ def test_slack_gets_one_readable_message_per_pass(sinks: Sinks, clock: ManualClo
     ("forge", "base", "route", "states"),
     [
         ("github", "", "/repos/org/infra/statuses/", ["success", "failure", "pending", "success"]),
-        ("gitea", "/api/v1", "/api/v1/repos/org/infra/statuses/",
-         ["success", "failure", "pending", "success"]),
-        ("gitlab", "/api/v4", "/api/v4/projects/org%2Finfra/statuses/",
-         ["success", "failed", "pending", "success"]),
+        (
+            "gitea",
+            "/api/v1",
+            "/api/v1/repos/org/infra/statuses/",
+            ["success", "failure", "pending", "success"],
+        ),
+        (
+            "gitlab",
+            "/api/v4",
+            "/api/v4/projects/org%2Finfra/statuses/",
+            ["success", "failed", "pending", "success"],
+        ),
     ],
-)  # fmt: skip
+)
 def test_commit_status_on_each_forge(
     sinks: Sinks, clock: ManualClock, forge: str, base: str, route: str, states: list[str]
 ) -> None:
@@ -318,8 +328,10 @@ def test_repeats_within_the_window_are_collapsed(sinks: Sinks, clock: ManualCloc
         outbox.publish(failed(), None, dry_run=False)  # a reminder, once the window is over
         assert hook.wait_for(3) and outbox.idle(10)
     assert [r.json()["error"] for r in hook.requests] == [
-        "a.yaml#0: kind is missing", "another error", "a.yaml#0: kind is missing",
-    ]  # fmt: skip
+        "a.yaml#0: kind is missing",
+        "another error",
+        "a.yaml#0: kind is missing",
+    ]
     assert sinks.counted("dropped", sink="webhook", reason="duplicate") == 2
 
 
@@ -378,9 +390,11 @@ def test_the_daemon_notifies_from_its_passes_and_never_waits_for_a_sink(tmp_path
         )
         config = load_config(path)
         daemon = Daemon(
-            config, runner_factory=script.factory, journal=Journal.open(config.state_dir),
+            config,
+            runner_factory=script.factory,
+            journal=Journal.open(config.state_dir),
             clock=clock,
-        )  # fmt: skip
+        )
 
         def metrics_of() -> str:
             return daemon.backend.metrics().decode()
@@ -449,9 +463,11 @@ def test_a_reload_moves_a_sink_and_refuses_one_whose_url_cannot_be_read(
         path.write_text(head + f"  - {{type: webhook, url: '{first.url}/h'}}\n")
         config = load_config(path)
         daemon = Daemon(
-            config, runner_factory=script.factory, journal=Journal.open(config.state_dir),
+            config,
+            runner_factory=script.factory,
+            journal=Journal.open(config.state_dir),
             clock=clock,
-        )  # fmt: skip
+        )
         thread = threading.Thread(target=daemon.run)
         thread.start()
         try:

@@ -45,9 +45,14 @@ class Gitopsd:
     """One test's remote, namespace, configuration and gitopsd processes."""
 
     def __init__(
-        self, folder: Path, remote: BareRemote, server: GitHttpServer, password: str,
-        kubeconfig: Path, namespace: str,
-    ) -> None:  # fmt: skip
+        self,
+        folder: Path,
+        remote: BareRemote,
+        server: GitHttpServer,
+        password: str,
+        kubeconfig: Path,
+        namespace: str,
+    ) -> None:
         self.folder, self.remote, self.server = folder, remote, server
         self.kubeconfig, self.namespace = kubeconfig, namespace
         self.env = {**os.environ, PASSWORD_ENV: password}
@@ -64,11 +69,17 @@ class Gitopsd:
     def target(self, name: str = "app", **settings: Any) -> str:
         """One target's YAML entry (flow style), reading this test's remote."""
         entry = {
-            "name": name, "repo": self.server.url(self.remote), "branch": "main",
-            "username": HTTP_USER, "password_env": PASSWORD_ENV, "path": "manifests",
-            "kubeconfig": str(self.kubeconfig), "namespace": self.namespace,
-            "inventory_namespace": self.namespace, **settings,
-        }  # fmt: skip
+            "name": name,
+            "repo": self.server.url(self.remote),
+            "branch": "main",
+            "username": HTTP_USER,
+            "password_env": PASSWORD_ENV,
+            "path": "manifests",
+            "kubeconfig": str(self.kubeconfig),
+            "namespace": self.namespace,
+            "inventory_namespace": self.namespace,
+            **settings,
+        }
         fields = ", ".join(f"{key}: {_yaml(value)}" for key, value in entry.items())
         return f"  - {{{fields}}}\n"
 
@@ -82,8 +93,11 @@ class Gitopsd:
         """Run gitopsd to completion with this test's configuration."""
         return subprocess.run(
             [self.executable, "--config", str(self.config_path), *args],
-            env=self.env, capture_output=True, text=True, timeout=timeout,
-        )  # fmt: skip
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         """Start gitopsd in the background; its output goes to files in the test folder."""
@@ -92,8 +106,11 @@ class Gitopsd:
         err = open(self.folder / f"stderr-{index}.log", "w")  # noqa: SIM115
         process = subprocess.Popen(
             [self.executable, "--config", str(self.config_path), *args],
-            env={**self.env, **(env or {})}, stdout=out, stderr=err, text=True,
-        )  # fmt: skip
+            env={**self.env, **(env or {})},
+            stdout=out,
+            stderr=err,
+            text=True,
+        )
         out.close()
         err.close()
         self.processes.append(process)
@@ -135,9 +152,13 @@ def wait_for(check: Callable[[], Any], timeout: float = 30.0, every: float = 0.2
 
 @pytest.fixture
 def gitopsd(
-    tmp_path: Path, bare_remote: BareRemote, git_http_server: GitHttpServer,
-    http_password: str, kubeconfig: Path, namespace: str,
-) -> Iterator[Gitopsd]:  # fmt: skip
+    tmp_path: Path,
+    bare_remote: BareRemote,
+    git_http_server: GitHttpServer,
+    http_password: str,
+    kubeconfig: Path,
+    namespace: str,
+) -> Iterator[Gitopsd]:
     runner = Gitopsd(tmp_path, bare_remote, git_http_server, http_password, kubeconfig, namespace)
     try:
         yield runner

@@ -37,8 +37,12 @@ KINDS = [
 
 def dry_run_only_policy(user: str) -> tuple[dict[str, object], dict[str, object]]:
     """The README's ValidatingAdmissionPolicy: `user` may send dry-runs, never a write."""
-    rule = {"apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"],
-            "operations": ["CREATE", "UPDATE", "DELETE"]}  # fmt: skip
+    rule = {
+        "apiGroups": ["*"],
+        "apiVersions": ["*"],
+        "resources": ["*"],
+        "operations": ["CREATE", "UPDATE", "DELETE"],
+    }
     policy = {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingAdmissionPolicy",
@@ -152,8 +156,11 @@ def preview_as(gitopsd: Gitopsd, kubeconfig: Path, api_client: object) -> dict[s
     document = json.loads(shown["json"].stdout)
     assert json_objects(document) == EXPECTED
     assert cluster_state(api_client, ns) == before
-    return {"document": document, "markdown": shown["markdown"].stdout,
-            "text": shown["text"].stdout}  # fmt: skip
+    return {
+        "document": document,
+        "markdown": shown["markdown"].stdout,
+        "text": shown["text"].stdout,
+    }
 
 
 def test_get_list_and_patch_suffice_a_new_object_shown_unvalidated(

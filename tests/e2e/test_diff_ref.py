@@ -102,8 +102,10 @@ def local_state(gitopsd: Gitopsd) -> dict[str, str]:
     mirror = mirror_dir(state, gitopsd.server.url(gitopsd.remote))
     refs = subprocess.run(
         ["git", "--git-dir", str(mirror), "for-each-ref", "--format=%(refname) %(objectname)"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     found["mirror refs"] = refs
     return found
 
@@ -348,8 +350,9 @@ def test_the_state_lock_is_held_for_the_fetch_only(
 ) -> None:
     port, accepted = silent_server
     hanging = gitopsd.folder / "hanging-kubeconfig"
-    hanging.write_text(re.sub(r"https://127\.0\.0\.1:\d+", f"https://127.0.0.1:{port}",
-                              kubeconfig.read_text()))  # fmt: skip
+    hanging.write_text(
+        re.sub(r"https://127\.0\.0\.1:\d+", f"https://127.0.0.1:{port}", kubeconfig.read_text())
+    )
     applied_main(gitopsd)
     gitopsd.remote.commit(feature_files(gitopsd.namespace), branch="feature")
     gitopsd.write_config(gitopsd.target(kubeconfig=str(hanging)))

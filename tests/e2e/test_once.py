@@ -164,8 +164,9 @@ def test_two_once_runs_at_the_same_time_exactly_one_runs(
 
 def test_gitopsd_help_on_every_command(gitopsd: Gitopsd) -> None:
     for args in ([], ["diff"], ["history"], ["validate"]):
-        result = subprocess.run([gitopsd.executable, *args, "--help"], capture_output=True,
-                                text=True, timeout=30)  # fmt: skip
+        result = subprocess.run(
+            [gitopsd.executable, *args, "--help"], capture_output=True, text=True, timeout=30
+        )
         assert result.returncode == 0 and "--config" in result.stdout
 
 

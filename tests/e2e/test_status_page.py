@@ -48,9 +48,14 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
     options = Options()
     options.binary_location = chromium
     for argument in (
-        "--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-        "--window-size=1200,900", "--hide-scrollbars", f"--user-data-dir={tmp_path / 'chromium'}",
-    ):  # fmt: skip
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1200,900",
+        "--hide-scrollbars",
+        f"--user-data-dir={tmp_path / 'chromium'}",
+    ):
         options.add_argument(argument)
     browser = webdriver.Chrome(service=Service(executable_path=driver), options=options)
     try:
@@ -153,9 +158,7 @@ def check_target_page(gitopsd: Gitopsd, browser: webdriver.Chrome, folder: Path)
     assert browser.current_url == gitopsd.url("/targets/app")
     failure = browser.find_element(By.CSS_SELECTOR, "pre.error").text
     assert "metadata is missing" in failure and "broken.yaml" in failure
-    rows = [
-        row.text for row in browser.find_elements(By.CSS_SELECTOR, "table tr")[1:]
-    ]  # fmt: skip
+    rows = [row.text for row in browser.find_elements(By.CSS_SELECTOR, "table tr")[1:]]
     drifted = [row for row in rows if "ConfigMap" in row and "app" in row and "corrected" in row]
     assert drifted and 'data.v: "edited" → "1"' in drifted[0] and "kubectl-edit" in drifted[0]
     assert any("Secret" in row and "data.password" in row for row in rows)

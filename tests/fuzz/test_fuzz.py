@@ -35,15 +35,28 @@ def test_fuzz_target_holds_its_property(target: str, tmp_path: Path) -> None:
     env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONHASHSEED": "0"}
     env.pop("GITOPSD_FUZZ_CRASH_DIR", None)
     command = [
-        *_NO_ASLR, sys.executable, "-m", f"tests.fuzz.fuzz_{target}",
-        f"-runs={RUNS[target]}", f"-seed={SEED}", f"-artifact_prefix={tmp_path}/",
-        "-timeout=10", "-print_final_stats=1", str(corpus),
-    ]  # fmt: skip
+        *_NO_ASLR,
+        sys.executable,
+        "-m",
+        f"tests.fuzz.fuzz_{target}",
+        f"-runs={RUNS[target]}",
+        f"-seed={SEED}",
+        f"-artifact_prefix={tmp_path}/",
+        "-timeout=10",
+        "-print_final_stats=1",
+        str(corpus),
+    ]
 
     result = subprocess.run(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, errors="replace", timeout=300,
-    )  # fmt: skip
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        timeout=300,
+    )
 
     output = result.stdout
     start = output.find("=== Uncaught")

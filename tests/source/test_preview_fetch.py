@@ -24,8 +24,10 @@ def mirror_refs(source: GitSource) -> str:
     mirror = mirror_dir(source.state_dir, source.settings.repo)
     return subprocess.run(
         ["git", "--git-dir", str(mirror), "for-each-ref", "--format=%(refname) %(objectname)"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
 
 
 def app_of(files: tuple[SourceFile, ...]) -> bytes:

@@ -69,9 +69,15 @@ def _go_build(target: Path, *, log: bool) -> None:
         raise ClusterHarnessError("cannot build the test cluster: `go` is not on PATH")
     staging = Path(tempfile.mkdtemp(prefix="build-", dir=target.parent))
     command = [
-        "go", "build", "-trimpath", "-o", str(staging) + "/",
-        "./cmd/etcd", "k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kubectl",
-    ]  # fmt: skip
+        "go",
+        "build",
+        "-trimpath",
+        "-o",
+        str(staging) + "/",
+        "./cmd/etcd",
+        "k8s.io/kubernetes/cmd/kube-apiserver",
+        "k8s.io/kubernetes/cmd/kubectl",
+    ]
     if log:
         print(f"building test cluster {kubernetes_version()} into {target} (takes minutes)")
     result = subprocess.run(command, cwd=GO_MODULE, capture_output=True, text=True)
@@ -99,19 +105,59 @@ def _openssl(*args: str, cwd: Path) -> None:
 def _make_pki(directory: Path) -> None:
     """A CA, a serving certificate for 127.0.0.1, an admin client certificate, SA keys."""
     run = lambda *args: _openssl(*args, cwd=directory)  # noqa: E731
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-        "-days", "2", "-subj", "/CN=gitopsd-test-ca")  # fmt: skip
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=gitopsd-test-ca",
+    )
     (directory / "server.ext").write_text(
         "subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.0.0.1\nextendedKeyUsage=serverAuth\n"
     )
     (directory / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
-    for name, subject in (("server", "/CN=kube-apiserver"),
-                          ("admin", "/O=system:masters/CN=admin")):  # fmt: skip
+    for name, subject in (
+        ("server", "/CN=kube-apiserver"),
+        ("admin", "/O=system:masters/CN=admin"),
+    ):
         ext = "server.ext" if name == "server" else "client.ext"
-        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
-            "-out", f"{name}.csr", "-subj", subject)  # fmt: skip
-        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", "-extfile", ext)  # fmt: skip
+        run(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            "-subj",
+            subject,
+        )
+        run(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.crt",
+            "-days",
+            "2",
+            "-extfile",
+            ext,
+        )
     run("genrsa", "-out", "sa.key", "2048")
     run("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub")
 
@@ -168,34 +214,46 @@ class ControlPlane:
         client = f"http://127.0.0.1:{self.etcd_port}"
         peer = f"http://127.0.0.1:{peer_port}"
         return [
-            f"--data-dir={self.workdir / 'etcd'}", f"--listen-client-urls={client}",
-            f"--advertise-client-urls={client}", f"--listen-peer-urls={peer}",
-            f"--initial-advertise-peer-urls={peer}", f"--initial-cluster=default={peer}",
-            "--unsafe-no-fsync", "--log-level=warn",
-        ]  # fmt: skip
+            f"--data-dir={self.workdir / 'etcd'}",
+            f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=default={peer}",
+            "--unsafe-no-fsync",
+            "--log-level=warn",
+        ]
 
     def _apiserver_args(self) -> list[str]:
         pki = self.workdir
         args = [
             f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
             # No kubelet or kube-proxy: the kubernetes Service needs no endpoints.
             "--endpoint-reconciler-type=none",
-            f"--secure-port={self.port}", f"--cert-dir={pki / 'certs'}",
-            f"--tls-cert-file={pki / 'server.crt'}", f"--tls-private-key-file={pki / 'server.key'}",
-            f"--client-ca-file={pki / 'ca.crt'}", "--authorization-mode=RBAC",
-            "--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true",
+            f"--secure-port={self.port}",
+            f"--cert-dir={pki / 'certs'}",
+            f"--tls-cert-file={pki / 'server.crt'}",
+            f"--tls-private-key-file={pki / 'server.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            "--authorization-mode=RBAC",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--allow-privileged=true",
             "--service-account-issuer=https://kubernetes.default.svc",
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             # No controller-manager runs, so no default ServiceAccount ever appears.
             "--disable-admission-plugins=ServiceAccount",
             "--v=0",
-        ]  # fmt: skip
+        ]
         if self.audit:
             (pki / "audit-policy.yaml").write_text(AUDIT_POLICY)
-            args += [f"--audit-policy-file={pki / 'audit-policy.yaml'}",
-                     f"--audit-log-path={self.audit_log}", "--audit-log-mode=blocking"]  # fmt: skip
+            args += [
+                f"--audit-policy-file={pki / 'audit-policy.yaml'}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-mode=blocking",
+            ]
         return args + list(self.apiserver_args)
 
     def kill_apiserver(self) -> None:
@@ -227,11 +285,37 @@ class ControlPlane:
         """A kubeconfig for an ordinary user (not system:masters, which the API server never
         throttles), with a client certificate signed by the test CA; RBAC grants it nothing."""
         pki = self.workdir
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{user}.key",
-                 "-out", f"{user}.csr", "-subj", f"/O={group}/CN={user}", cwd=pki)  # fmt: skip
-        _openssl("x509", "-req", "-in", f"{user}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                 "-CAcreateserial", "-out", f"{user}.crt", "-days", "2",
-                 "-extfile", "client.ext", cwd=pki)  # fmt: skip
+        _openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            f"{user}.key",
+            "-out",
+            f"{user}.csr",
+            "-subj",
+            f"/O={group}/CN={user}",
+            cwd=pki,
+        )
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{user}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{user}.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "client.ext",
+            cwd=pki,
+        )
         path = pki / f"kubeconfig-{user}"
         path.write_text(self._kubeconfig_text(pki / f"{user}.crt", pki / f"{user}.key"))
         return path
@@ -240,9 +324,12 @@ class ControlPlane:
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
         process = subprocess.Popen(
             [str(self.binaries / name), *args],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, preexec_fn=None if detach else _die_with_parent,
-        )  # fmt: skip
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=None if detach else _die_with_parent,
+        )
         log.close()
         self.processes.append(process)
         (self.workdir / f"{name}.pid").write_text(str(process.pid))
@@ -262,8 +349,10 @@ class ControlPlane:
             except (urllib.error.URLError, OSError) as error:
                 last = str(error)
             time.sleep(0.3)
-        raise ClusterHarnessError(f"kube-apiserver not ready after {timeout:.0f}s: {last}; "
-                                  f"see {self.workdir / 'kube-apiserver.log'}")  # fmt: skip
+        raise ClusterHarnessError(
+            f"kube-apiserver not ready after {timeout:.0f}s: {last}; "
+            f"see {self.workdir / 'kube-apiserver.log'}"
+        )
 
     def _crash_message(self, process: subprocess.Popen[bytes]) -> str:
         name = self._name(process)

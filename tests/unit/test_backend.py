@@ -118,10 +118,15 @@ def test_status_pages_from_the_board_and_the_journal(tmp_path: Path) -> None:
     key = ResourceKey("", "ConfigMap", "prod", "app")
     drift = DriftReport(key, False, (FieldChange("/data/v", "1", "2"),))
     journal.record_pass(
-        target="web", revision=COMMIT, outcome="converged", started_at=clock.time() - 30,
-        duration_seconds=1.0, writes=1, error=None,
+        target="web",
+        revision=COMMIT,
+        outcome="converged",
+        started_at=clock.time() - 30,
+        duration_seconds=1.0,
+        writes=1,
+        error=None,
         drifts=[(clock.time() - 30, ChangeSetEntry(key, Action.CORRECTED, drift))],
-    )  # fmt: skip
+    )
     board.record(passed("web", clock.time()))
     assert "Deploy web" in backend.status_page() and 'href="targets/web"' in backend.status_page()
     page = backend.target_page("web")

@@ -19,12 +19,20 @@ from gitopsd.delivery import (
 @pytest.mark.parametrize(
     ("status", "verdict"),
     [
-        (200, Verdict.SENT), (201, Verdict.SENT), (204, Verdict.SENT),
-        (408, Verdict.RETRY), (429, Verdict.RETRY), (500, Verdict.RETRY), (503, Verdict.RETRY),
-        (301, Verdict.REJECTED), (400, Verdict.REJECTED), (401, Verdict.REJECTED),
-        (404, Verdict.REJECTED), (422, Verdict.REJECTED),
+        (200, Verdict.SENT),
+        (201, Verdict.SENT),
+        (204, Verdict.SENT),
+        (408, Verdict.RETRY),
+        (429, Verdict.RETRY),
+        (500, Verdict.RETRY),
+        (503, Verdict.RETRY),
+        (301, Verdict.REJECTED),
+        (400, Verdict.REJECTED),
+        (401, Verdict.REJECTED),
+        (404, Verdict.REJECTED),
+        (422, Verdict.REJECTED),
     ],
-)  # fmt: skip
+)
 def test_verdict_of_a_status(status: int, verdict: Verdict) -> None:
     assert verdict_of(status) is verdict
 

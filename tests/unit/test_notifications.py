@@ -56,9 +56,7 @@ def corrected(key: ResourceKey = APP, path: str = "/data/v", manager: str = "kub
 def result(
     outcome: PassOutcome, *entries: ChangeSetEntry, error: Any = None, revision: Any = REVISION
 ) -> PassResult:
-    return PassResult(
-        "web", outcome, revision, ChangeSet(entries), None, error, 1_000_000.0, 2.5
-    )  # fmt: skip
+    return PassResult("web", outcome, revision, ChangeSet(entries), None, error, 1_000_000.0, 2.5)
 
 
 def test_a_pass_that_corrected_drift_is_one_event_with_its_written_objects() -> None:
@@ -99,21 +97,42 @@ def test_webhook_body_is_the_documented_document() -> None:
     links = {"status": "https://ops.example/targets/web", "commit": None}
     body = json.loads(webhook_body(event, links))
     assert set(body) == {
-        "version", "event", "target", "time", "outcome", "summary", "revision", "health",
-        "previous_health", "error", "objects", "objects_total", "links", "gitopsd",
-    }  # fmt: skip
+        "version",
+        "event",
+        "target",
+        "time",
+        "outcome",
+        "summary",
+        "revision",
+        "health",
+        "previous_health",
+        "error",
+        "objects",
+        "objects_total",
+        "links",
+        "gitopsd",
+    }
     assert body["event"] == "drift_corrected" and body["target"] == "web"
     assert body["time"] == "1970-01-12T13:46:42.500000Z"
     assert body["revision"] == {
-        "commit": COMMIT, "short": COMMIT[:12], "ref": "refs/heads/main",
-        "message": "Scale <web> & friends", "author": "Ada Lovelace",
-    }  # fmt: skip
+        "commit": COMMIT,
+        "short": COMMIT[:12],
+        "ref": "refs/heads/main",
+        "message": "Scale <web> & friends",
+        "author": "Ada Lovelace",
+    }
     assert body["objects"][0] == {
-        "group": "", "kind": "ConfigMap", "namespace": "prod", "name": "app",
-        "action": "corrected", "missing": False,
+        "group": "",
+        "kind": "ConfigMap",
+        "namespace": "prod",
+        "name": "app",
+        "action": "corrected",
+        "missing": False,
         "fields": [{"path": "/data/v", "desired": "1", "live": "2"}],
-        "managers": ["kubectl-edit"], "lost_managers": [], "error": None,
-    }  # fmt: skip
+        "managers": ["kubectl-edit"],
+        "lost_managers": [],
+        "error": None,
+    }
     assert body["objects"][1]["fields"][0]["desired"] == HASHED
     assert body["links"] == links and body["objects_total"] == 2
 
@@ -175,26 +194,37 @@ def test_no_commit_state_without_a_revision() -> None:
     ("forge", "state", "path", "body"),
     [
         (
-            Forge.GITHUB, CommitState.FAILURE, f"/repos/org/infra/statuses/{COMMIT}",
+            Forge.GITHUB,
+            CommitState.FAILURE,
+            f"/repos/org/infra/statuses/{COMMIT}",
             {"state": "failure", "context": "gitopsd/web"},
         ),
         (
-            Forge.GITEA, CommitState.PENDING, f"/repos/org/infra/statuses/{COMMIT}",
+            Forge.GITEA,
+            CommitState.PENDING,
+            f"/repos/org/infra/statuses/{COMMIT}",
             {"state": "pending", "context": "gitopsd/web"},
         ),
         (
-            Forge.GITLAB, CommitState.FAILURE, f"/projects/org%2Finfra/statuses/{COMMIT}",
+            Forge.GITLAB,
+            CommitState.FAILURE,
+            f"/projects/org%2Finfra/statuses/{COMMIT}",
             {"state": "failed", "name": "gitopsd/web"},
         ),
     ],
-)  # fmt: skip
+)
 def test_commit_status_requests_follow_each_forge(
     forge: Forge, state: CommitState, path: str, body: dict[str, str]
 ) -> None:
     request = commit_status_request(
-        forge, "org/infra", COMMIT, state, context="gitopsd/web", description="d" * 200,
+        forge,
+        "org/infra",
+        COMMIT,
+        state,
+        context="gitopsd/web",
+        description="d" * 200,
         target_url="https://ops.example/targets/web",
-    )  # fmt: skip
+    )
     assert request.path == path
     sent = json.loads(request.body)
     assert sent == {**body, "description": "d" * 139 + "…", "target_url": sent["target_url"]}
@@ -209,15 +239,27 @@ def test_auth_headers() -> None:
 @pytest.mark.parametrize(
     ("repo", "github", "gitlab", "link"),
     [
-        ("https://deploy@github.com/org/infra.git", "org/infra", "org/infra",
-         f"https://github.com/org/infra/commit/{COMMIT}"),
-        ("git@gitlab.example:grp/sub/infra.git", "sub/infra", "grp/sub/infra",
-         f"https://gitlab.example/grp/sub/infra/-/commit/{COMMIT}"),
-        ("ssh://git@git.example:2222/org/infra", "org/infra", "org/infra",
-         f"https://git.example/org/infra/commit/{COMMIT}"),
+        (
+            "https://deploy@github.com/org/infra.git",
+            "org/infra",
+            "org/infra",
+            f"https://github.com/org/infra/commit/{COMMIT}",
+        ),
+        (
+            "git@gitlab.example:grp/sub/infra.git",
+            "sub/infra",
+            "grp/sub/infra",
+            f"https://gitlab.example/grp/sub/infra/-/commit/{COMMIT}",
+        ),
+        (
+            "ssh://git@git.example:2222/org/infra",
+            "org/infra",
+            "org/infra",
+            f"https://git.example/org/infra/commit/{COMMIT}",
+        ),
         ("/srv/git/infra.git", None, None, None),
     ],
-)  # fmt: skip
+)
 def test_repository_and_commit_link_from_the_remote(
     repo: str, github: str | None, gitlab: str | None, link: str | None
 ) -> None:

@@ -81,9 +81,14 @@ def test_a_pass_becomes_one_change_per_step_with_counts_fields_and_notes() -> No
         (SVC, Change.PRUNE, (), ""),
     ]
     assert preview.counts == {
-        "create": 1, "update": 1, "recreate": 0, "prune": 1, "release": 0,
-        "unchanged": 2, "kept": 1,
-    }  # fmt: skip
+        "create": 1,
+        "update": 1,
+        "recreate": 0,
+        "prune": 1,
+        "release": 0,
+        "unchanged": 2,
+        "kept": 1,
+    }
     assert preview.outcome is PassOutcome.WOULD_CHANGE
 
 
@@ -105,18 +110,31 @@ def test_json_follows_the_documented_schema() -> None:
     assert document["version"] == 1
     (target,) = document["targets"]
     assert set(target) == {
-        "target", "source", "revision", "outcome", "error", "refusal", "summary", "objects",
-    }  # fmt: skip
+        "target",
+        "source",
+        "revision",
+        "outcome",
+        "error",
+        "refusal",
+        "summary",
+        "objects",
+    }
     assert target["revision"] == {
         "commit": REVISION.commit,
         "ref": REVISION.ref,
         "message": "review me",
     }
     assert target["objects"][0] == {
-        "action": "update", "group": "", "kind": "ConfigMap", "namespace": "ns", "name": "app",
-        "reason": "drift", "fields": ["data.color"], "diff": target["objects"][0]["diff"],
+        "action": "update",
+        "group": "",
+        "kind": "ConfigMap",
+        "namespace": "ns",
+        "name": "app",
+        "reason": "drift",
+        "fields": ["data.color"],
+        "diff": target["objects"][0]["diff"],
         "note": None,
-    }  # fmt: skip
+    }
     assert [o["action"] for o in target["objects"]] == ["update", "create", "prune"]
 
 
@@ -198,8 +216,12 @@ def test_short_markdown_is_not_cut() -> None:
 
 def test_secret_values_appear_in_no_format() -> None:
     value = "s3cr3t-value"
-    live = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", "namespace": "ns"},
-            "data": {"token": base64.b64encode(b"old-value").decode()}}  # fmt: skip
+    live = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "creds", "namespace": "ns"},
+        "data": {"token": base64.b64encode(b"old-value").decode()},
+    }
     want = {k: v for k, v in live.items() if k != "data"} | {"stringData": {"token": value}}
     key = ResourceKey("", "Secret", "ns", "creds")
     diff = object_diff_text(want, live, str(key))

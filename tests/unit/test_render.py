@@ -434,9 +434,16 @@ def test_both_loaders_refuse_depth_and_duplicates(
 
 @pytest.mark.parametrize(
     "value",
-    ["!!int hunter2", "!!float hunter2", "!!bool hunter2", "!!timestamp hunter2", "2020-13-45",
-     '!!int ""', "!!int +"],
-)  # fmt: skip
+    [
+        "!!int hunter2",
+        "!!float hunter2",
+        "!!bool hunter2",
+        "!!timestamp hunter2",
+        "2020-13-45",
+        '!!int ""',
+        "!!int +",
+    ],
+)
 def test_a_value_that_does_not_fit_its_tag_is_refused_unseen(value: str) -> None:
     # Kept out of testdata/render_errors.yaml, whose files the fuzz seeds parse.
     text = f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: a}}\ndata: {{x: {value}}}\n"
