@@ -2,7 +2,7 @@
 
 pyinstrument is not a dependency of gitopsd: `pip install pyinstrument` first.
 It samples the main thread; time in the write pool shows as the main thread
-waiting in `Applier._map`.
+waiting in `apply._Stages._map`.
 """
 
 from __future__ import annotations
