@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -24,22 +23,6 @@ def script(monkeypatch: pytest.MonkeyPatch) -> Script:
     script = Script()
     monkeypatch.setattr(cli, "runner_factory", lambda: script.factory)
     return script
-
-
-@pytest.fixture
-def config_file(tmp_path: Path) -> Path:
-    path = tmp_path / "gitopsd.yaml"
-    path.write_text(
-        textwrap.dedent(
-            """
-            state_dir: state
-            targets:
-              - {name: web, repo: https://git.example.com/infra.git, branch: main}
-              - {name: api, repo: https://git.example.com/infra.git, tag: v1}
-            """
-        )
-    )
-    return path
 
 
 def run(*args: str | Path) -> int:

@@ -7,7 +7,6 @@ are stand-ins, so what the command does around them is checked exactly.
 from __future__ import annotations
 
 import json
-import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,22 +39,6 @@ class Fakes:
     snapshots: list[Snapshot] = field(default_factory=list)
     lock_free_during_pass: list[bool] = field(default_factory=list)
     config_state: Path | None = None
-
-
-@pytest.fixture
-def config_file(tmp_path: Path) -> Path:
-    path = tmp_path / "gitopsd.yaml"
-    path.write_text(
-        textwrap.dedent(
-            """
-            state_dir: state
-            targets:
-              - {name: web, repo: https://git.example.com/infra.git, branch: main}
-              - {name: api, repo: https://git.example.com/infra.git, tag: v1}
-            """
-        )
-    )
-    return path
 
 
 @pytest.fixture
