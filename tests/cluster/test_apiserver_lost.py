@@ -8,7 +8,6 @@ starts it again, so the session's shared cluster is not disturbed.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 
@@ -22,6 +21,7 @@ from gitopsd.passresult import PassOutcome, PassResult
 from gitopsd.reconcile import Reconciler
 from tests.support.cluster import ControlPlane, separate_control_plane
 from tests.support.sources import FilesSource
+from tests.support.waiting import wait_until
 
 OBJECTS = 150
 CONCURRENCY = 2
@@ -51,11 +51,7 @@ def _total(counts: Mapping[str, int]) -> int:
 
 
 def _wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached within {timeout:.0f}s: {what}")
-        time.sleep(0.01)
+    wait_until(condition, what, timeout)
 
 
 class _Pass:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from kubernetes import client, dynamic
+
+from tests.support.waiting import wait_until
 
 CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",
@@ -87,25 +88,24 @@ def test_custom_resource_definition_becomes_established(api_client: Any, namespa
 
 
 def _wait_established(extensions: Any, name: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def established() -> bool:
         crd = extensions.read_custom_resource_definition(name)
         conditions = {c.type: c.status for c in (crd.status.conditions or [])}
-        if conditions.get("Established") == "True":
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"CRD {name} not Established after {timeout}s")
+        return conditions.get("Established") == "True"
+
+    wait_until(established, f"CRD {name} Established", timeout, every=0.2)
 
 
 def _create_when_served(custom: Any, namespace: str, body: dict[str, Any]) -> Any:
     # Established can precede the new endpoint being served by a moment.
-    deadline = time.monotonic() + 15
-    while True:
+    def create() -> Any:
         try:
             return custom.create_namespaced_custom_object(
                 "harness.gitopsd.io", "v1", namespace, "widgets", body
             )
         except client.ApiException as error:
-            if error.status != 404 or time.monotonic() > deadline:
+            if error.status != 404:
                 raise
-            time.sleep(0.2)
+            return None
+
+    return wait_until(create, "the widgets endpoint served", timeout=15, every=0.2)

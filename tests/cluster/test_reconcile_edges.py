@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 from kubernetes import client
@@ -11,6 +10,7 @@ from kubernetes import client
 from gitopsd.model import Action, IgnoreRule
 from gitopsd.passresult import PassOutcome
 from tests.cluster.conftest import Rig, read_testdata
+from tests.support.waiting import eventually, wait_until
 
 PROTECTED = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: protected\n  labels: {protect: 'yes'}\ndata: {a: b}\n"  # noqa: E501
 
@@ -82,8 +82,8 @@ def _deny_deletes(api_client: Any, unique: str, namespace: str) -> None:
 def _wait_denied(api_client: Any, namespace: str) -> None:
     """The policy takes effect asynchronously: probe with a throwaway object."""
     core = _core(api_client)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def denied() -> bool:
         core.create_namespaced_config_map(
             namespace, {"metadata": {"name": "probe", "labels": {"protect": "yes"}}}
         )
@@ -91,10 +91,11 @@ def _wait_denied(api_client: Any, namespace: str) -> None:
             core.delete_namespaced_config_map("probe", namespace)
         except client.ApiException as error:
             if error.status in (400, 403, 422):
-                return
+                return True
             raise
-        time.sleep(0.3)
-    raise AssertionError("the admission policy never took effect")
+        return False
+
+    wait_until(denied, "the admission policy took effect", timeout=30, every=0.3)
 
 
 def test_failed_deletion_stays_tracked_and_is_retried(rig: Rig, api_client: Any) -> None:
@@ -120,12 +121,13 @@ def test_failed_deletion_stays_tracked_and_is_retried(rig: Rig, api_client: Any)
         admission.delete_validating_admission_policy_binding(f"deny-{rig.unique}")
         admission.delete_validating_admission_policy(f"deny-{rig.unique}")
 
-    deadline = time.monotonic() + 30
-    while True:
-        retried = rig.run()
-        if retried.outcome is PassOutcome.CONVERGED or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+    passes = [rig.run()]
+    eventually(
+        lambda: passes[-1].outcome is PassOutcome.CONVERGED or passes.append(rig.run()),
+        timeout=30,
+        every=0.5,
+    )
+    retried = passes[-1]
     assert retried.outcome is PassOutcome.CONVERGED, retried.error
     assert [(e.key.name, e.action) for e in retried.changes.entries] == [
         ("protected", Action.PRUNED)
@@ -148,15 +150,14 @@ def test_recreate_waits_for_finalizers(rig: Rig, api_client: Any) -> None:
 
     def release() -> None:
         # Whoever owns the finalizer finishes its cleanup a moment after the delete.
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+        def deleting() -> bool:
             current = core.read_namespaced_config_map("frozen", rig.namespace)
-            if current.metadata.deletion_timestamp is not None:
-                core.patch_namespaced_config_map(
-                    "frozen", rig.namespace, {"metadata": {"finalizers": None}}
-                )
-                return
-            time.sleep(0.1)
+            return current.metadata.deletion_timestamp is not None
+
+        if eventually(deleting, timeout=20, every=0.1):
+            core.patch_namespaced_config_map(
+                "frozen", rig.namespace, {"metadata": {"finalizers": None}}
+            )
 
     releaser = threading.Thread(target=release)
     releaser.start()

@@ -33,6 +33,7 @@ from gitopsd.passresult import PassOutcome, PassResult
 from gitopsd.status import StatusBoard
 from tests.support.fake_runner import COMMIT, Script
 from tests.support.git_remotes import free_port
+from tests.support.waiting import eventually
 
 SECRET = "hook-secret-value"
 
@@ -135,12 +136,7 @@ def start(tmp_path: Path) -> Iterator[Start]:
 
 
 def _eventually(condition: Callable[[], object], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+    return eventually(condition, timeout)
 
 
 def test_first_pass_at_once_then_probes(start: Start) -> None:

@@ -53,6 +53,7 @@ from tests.daemon.receivers import (
 )
 from tests.support.fake_runner import Script
 from tests.support.git_remotes import free_port
+from tests.support.waiting import eventually
 
 SECRET = "sign-with-THIS-secret"
 TOKEN = "forge-token-0123456789"
@@ -431,12 +432,7 @@ def test_the_daemon_notifies_from_its_passes_and_never_waits_for_a_sink(tmp_path
 
 
 def _eventually(condition: Callable[[], object], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+    return eventually(condition, timeout)
 
 
 def get(url: str) -> tuple[int, dict[str, str], str]:

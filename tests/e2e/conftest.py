@@ -12,7 +12,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import pytest
 
 from tests.support.git_fixtures import HTTP_USER
 from tests.support.git_remotes import BareRemote, GitHttpServer, free_port
+from tests.support.waiting import wait_until
 
 PASSWORD_ENV = "GITOPSD_E2E_GIT_PASSWORD"
 
@@ -137,17 +137,17 @@ def _yaml(value: Any) -> str:
 
 def wait_for(check: Callable[[], Any], timeout: float = 30.0, every: float = 0.2) -> Any:
     """The first truthy result of `check`, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def quietly() -> Any:
         try:
-            result = check()
+            return check()
         except Exception:  # not ready yet: connection refused, 404, ...
-            result = None
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s: {check}")
-        time.sleep(every)
+            return None
+
+    try:
+        return wait_until(quietly, str(check), timeout, every)
+    except AssertionError as timed_out:
+        pytest.fail(f"condition not met within {timeout}s: {check} ({timed_out})")
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ import pytest
 
 from tests.e2e.conftest import Gitopsd, configmap, wait_for
 from tests.e2e.test_daemon import SECRET, get, http_extra
+from tests.support.waiting import eventually
 
 IDLE_CONNECTIONS = 2000
 DAEMON_OPEN_FILES = 1024
@@ -88,12 +89,7 @@ def listen_queue(port: int) -> tuple[int, int]:
 
 def drained(port: int, timeout: float) -> bool:
     """Whether the daemon accepts every queued connection within `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while listen_queue(port)[0]:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.001)
-    return True
+    return eventually(lambda: not listen_queue(port)[0], timeout, every=0.001)
 
 
 def open_idle(port: int, count: int) -> tuple[list[socket.socket], int]:
