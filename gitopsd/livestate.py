@@ -35,13 +35,16 @@ def read_live(
     for obj in desired:
         versions.setdefault((obj.key.group, obj.key.kind), obj.api_version)
     kinds: dict[tuple[str, str], KindInfo | None] = {}
+    namespaces: dict[tuple[str, str], set[str]] = {}
     for key in [obj.key for obj in desired] + sorted(owned):
         pair = (key.group, key.kind)
         if pair not in kinds:
             kinds[pair] = kind_of(adapter, key, versions.get(pair, ""))
+        namespaces.setdefault(pair, set()).add(key.namespace)
     live: dict[ResourceKey, LiveObject] = {}
-    for info in kinds.values():
-        for current in adapter.list_owned(info, target) if info is not None else ():
+    for pair, info in kinds.items():
+        # Only the namespaces the target declares or owns objects in need reading.
+        for current in adapter.list_owned(info, target, namespaces[pair]) if info else ():
             live[current.key] = current
     missing = [
         obj.key for obj in desired if obj.key not in live and kinds[(obj.key.group, obj.key.kind)]

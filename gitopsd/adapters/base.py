@@ -45,8 +45,11 @@ class ClusterAdapter(Protocol):
     def kind_by_group(self, group: str, kind: str) -> KindInfo | None:
         """Discovery by group and kind, at the server's preferred version."""
 
-    def list_owned(self, info: KindInfo, target: str) -> list[LiveObject]:
-        """Every object of one kind labelled as owned by `target`, in one list call."""
+    def list_owned(
+        self, info: KindInfo, target: str, namespaces: Iterable[str] | None = None
+    ) -> list[LiveObject]:
+        """Every object of one kind labelled as owned by `target`: in `namespaces` (when given
+        and the kind is namespaced) at least, in the whole cluster when that is cheaper."""
 
     def list_all(self, info: KindInfo, namespaces: Iterable[str]) -> list[LiveObject]:
         """Every object of one kind in the namespaces (all of them if cluster-scoped)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gitopsd.adapters.rbac import forbidden_text
 from gitopsd.errors import (
     ClusterError,
     ConflictError,
@@ -40,9 +41,7 @@ def cluster_error(status: int, body: Any, what: str) -> ClusterError:
             text += f" (fields owned by {', '.join(managers)}; `conflicts: force` takes them)"
         return ConflictError(text, status=status)
     if status in (401, 403):
-        return ForbiddenError(
-            f"{text} (grant gitopsd's credentials this permission)", status=status
-        )
+        return ForbiddenError(forbidden_text(what, message), status=status)
     if status in (400, 422):
         if any(marker in message for marker in _IMMUTABLE_MARKERS):
             return ImmutableFieldError(

@@ -40,6 +40,7 @@ from gitopsd.configread import FILE_ERRORS, file_problem
 from gitopsd.errors import (
     ClusterError,
     ClusterUnreachableError,
+    ForbiddenError,
     InventoryError,
     NotFoundError,
 )
@@ -65,6 +66,12 @@ DISCOVERY_ACCEPT = (
 # a pass asks about an unserved kind several times before its CRD is applied, and
 # applying a CRD refreshes explicitly once it is Established.
 _MISS_REFRESH_SECONDS = 5.0
+# A kind whose objects lie in one namespace is listed there: never dearer than a cluster-wide
+# list. Measured on loopback, one request costs about 6 ms and a labelled cluster-wide list
+# about 3 us more per object of the kind in the cluster (2,000 ConfigMaps in 40 namespaces:
+# 12.6 ms wide, 18.9 ms for two namespaces), so for more namespaces one cluster-wide list is
+# cheaper until a kind has thousands of objects; it is used unless the credentials forbid it.
+PER_NAMESPACE_LISTS = 1
 
 
 class RateLimiter:
@@ -123,6 +130,8 @@ class KubernetesAdapter:
         self._counts_lock = threading.Lock()
         # Set once a request used up its retries without an answer; cleared by any answer.
         self._unreachable = threading.Event()
+        # Kinds a cluster-wide list was refused for: listed namespace by namespace.
+        self._scoped: set[tuple[str, str]] = set()
 
     def close(self) -> None:
         self._api.close()
@@ -262,9 +271,26 @@ class KubernetesAdapter:
 
     # -- reads ------------------------------------------------------------
 
-    def list_owned(self, info: KindInfo, target: str) -> list[LiveObject]:
-        selector = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{TARGET_LABEL}={target}"
-        return self._list(_collection_path(info, ""), info, [("labelSelector", selector)])
+    def list_owned(
+        self, info: KindInfo, target: str, namespaces: Iterable[str] | None = None
+    ) -> list[LiveObject]:
+        query = [
+            ("labelSelector", f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{TARGET_LABEL}={target}")
+        ]
+        spaces = sorted(set(namespaces)) if namespaces is not None and info.namespaced else None
+        pair = (info.group, info.kind)
+        if spaces is None or (len(spaces) > PER_NAMESPACE_LISTS and pair not in self._scoped):
+            try:
+                return self._list(_collection_path(info, ""), info, query)
+            except ForbiddenError:
+                if spaces is None:
+                    raise
+                # A namespace-scoped Role: list where the target's objects are, from now on.
+                self._scoped.add(pair)
+        found: list[LiveObject] = []
+        for namespace in spaces:
+            found += self._list(_collection_path(info, namespace), info, query)
+        return found
 
     def list_all(self, info: KindInfo, namespaces: Iterable[str]) -> list[LiveObject]:
         if not info.namespaced:
@@ -405,10 +431,7 @@ class KubernetesAdapter:
                     what=what,
                 )
             else:  # a create fails if another writer created it first
-                self._ensure_inventory_namespace()
-                path = _collection_path(info, self._inventory_namespace)
-                query = [("fieldManager", FIELD_MANAGER)]
-                saved = self._request("inventory", "POST", path, query=query, body=body, what=what)
+                saved = self._create_inventory(info, body, what)
         except ClusterError as error:
             if error.status != 409:
                 raise
@@ -419,14 +442,21 @@ class KubernetesAdapter:
             ) from error
         return str(saved["metadata"]["resourceVersion"])
 
-    def _ensure_inventory_namespace(self) -> None:
-        namespace = {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {"name": self._inventory_namespace},
-        }
-        if self.get(self._kind("v1", "Namespace"), _key_of(namespace, "")) is None:
+    def _create_inventory(self, info: KindInfo, body: Manifest, what: str) -> Any:
+        """Create the inventory ConfigMap, and its Namespace only if the server says it is
+        missing: credentials limited to their own namespaces need no access to Namespaces."""
+        path = _collection_path(info, self._inventory_namespace)
+        query = [("fieldManager", FIELD_MANAGER)]
+        try:
+            return self._request("inventory", "POST", path, query=query, body=body, what=what)
+        except NotFoundError:
+            namespace = {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": self._inventory_namespace},
+            }
             self.apply(namespace, dry_run=False, force=True)
+        return self._request("inventory", "POST", path, query=query, body=body, what=what)
 
     def _configmap_kind(self) -> KindInfo:
         return self._kind("v1", "ConfigMap")
