@@ -32,7 +32,7 @@ from gitopsd.normalize import (
     item_id,
     merge_key,
     project,
-    redact_secret,
+    redact_pair,
     secret_string_data_to_data,
 )
 
@@ -59,7 +59,8 @@ def compare(desired: DesiredObject, live: LiveObject | None) -> DriftReport | No
     want_canon, have_canon = canonical(want_keyed), canonical(have_keyed)
     if want_canon == have_canon:
         return None
-    changes = _changes(want_canon, have_canon, redact_secret(want_keyed), redact_secret(have_keyed))
+    shown_want, shown_have = redact_pair(want_keyed, have_keyed)
+    changes = _changes(want_canon, have_canon, shown_want, shown_have)
     if not changes:
         return None
     owners = owners_of(live, [change.path for change in changes])
@@ -189,8 +190,8 @@ def object_diff_text(desired: Manifest | None, live: Manifest | None, name: str)
         want = _spelled_as(want, have)
     else:
         have = without_server_fields(live)
-    before = _yaml(redact_secret(have) if have is not None else None)
-    after = _yaml(redact_secret(want) if want is not None else None)
+    shown_want, shown_have = redact_pair(want, have)
+    before, after = _yaml(shown_have), _yaml(shown_want)
     lines = difflib.unified_diff(
         before.splitlines(keepends=True),
         after.splitlines(keepends=True),

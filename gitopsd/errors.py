@@ -67,6 +67,10 @@ class RenderError(GitopsdError):
     """A declared file or document is not a valid Kubernetes object."""
 
 
+class DecryptionError(RenderError):
+    """A SOPS-encrypted file of the revision cannot be decrypted; the revision is refused."""
+
+
 class ClusterError(GitopsdError):
     """The cluster refused or failed a request."""
 
@@ -114,6 +118,11 @@ class ReconcileError(GitopsdError):
 
 class OwnershipError(ReconcileError):
     """An object is declared by two targets."""
+
+
+class NotOwnerError(ReconcileError):
+    """With `ha:`, this replica does not hold the target's Lease (or could not renew it in
+    time): nothing is written; the holder reconciles the target."""
 
 
 class InventoryError(ReconcileError):

@@ -17,6 +17,8 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "gitopsd"
 TARGET_LABEL = "gitopsd.io/target"
 PRUNE_ANNOTATION = "gitopsd.io/prune"
+# On an object decrypted from SOPS: its values are shown only as stand-ins, like Secret data.
+DECRYPTED_ANNOTATION = "gitopsd.io/decrypted"
 FIELD_MANAGER = "gitopsd"
 # Where targets keep their inventories: ConfigMaps of this name prefix and label. No
 # target may declare such an object (it could rewrite another target's inventory).

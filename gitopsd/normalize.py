@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gitopsd.model import Manifest
+from gitopsd.model import DECRYPTED_ANNOTATION, Manifest
 from gitopsd.quantity import parse_quantity
 
 LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
@@ -94,6 +94,49 @@ def redact_secret(manifest: Manifest) -> Manifest:
             "annotations": {**annotations, LAST_APPLIED_ANNOTATION: "<redacted>"},
         }
     return result
+
+
+def is_decrypted(manifest: Manifest | None) -> bool:
+    """Whether the object was decrypted from SOPS (marked so by gitopsd.sops)."""
+    metadata = manifest.get("metadata") if isinstance(manifest, Mapping) else None
+    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    return isinstance(annotations, Mapping) and DECRYPTED_ANNOTATION in annotations
+
+
+def redact_pair(
+    desired: Manifest | None, live: Manifest | None
+) -> tuple[Manifest | None, Manifest | None]:
+    """Both sides redacted; either side decrypted from SOPS makes both sensitive, whatever
+    the kind (the live side may have lost the mark to a hand edit)."""
+    if is_decrypted(desired) or is_decrypted(live):
+        return _redact_values(desired), _redact_values(live)
+    return (
+        None if desired is None else redact_secret(desired),
+        None if live is None else redact_secret(live),
+    )
+
+
+def _redact_values(manifest: Manifest | None) -> Manifest | None:
+    """Every value outside apiVersion, kind and metadata as its stand-in; Secrets as usual."""
+    if manifest is None:
+        return None
+    result = redact_secret(manifest)
+    if result.get("kind") == "Secret":
+        return result
+    return {k: v if k in _SHOWN_FIELDS else _stand_ins(v) for k, v in result.items()}
+
+
+_SHOWN_FIELDS = frozenset({"apiVersion", "kind", "metadata"})
+
+
+def _stand_ins(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _stand_ins(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_stand_ins(v) for v in value]
+    if value is None:
+        return None
+    return redacted(value.encode() if isinstance(value, str) else str(value).encode())
 
 
 def secret_string_data_to_data(manifest: Manifest) -> Manifest:

@@ -1,0 +1,300 @@
+"""Decrypt the SOPS-encrypted files of a revision in memory, before any renderer reads them.
+
+Secrets may live in Git only encrypted. The `sops` command users already have does the
+work, fed the file on stdin and read back from a pipe, so no decrypted byte touches a
+disk; sops reads the key material from the files the target names. sops's own output is
+never shown: it can quote the file, so each failure is classified into a one-line reason
+naming the file. Objects decrypted here are marked (model.DECRYPTED_ANNOTATION) so that
+every diff, event and journal entry shows their values only as stand-ins.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from gitopsd.decryptconfig import DecryptionSettings
+from gitopsd.errors import DecryptionError, RenderError
+from gitopsd.manifestread import read_documents
+from gitopsd.model import DECRYPTED_ANNOTATION, DesiredObject, SourceFile
+
+# Every value sops encrypts, and the MAC it always stores, is written so.
+_MARK = b"ENC[AES256_GCM,"
+_DOTENV_MAC = re.compile(rb"^sops_mac=ENC\[", re.MULTILINE)
+_INI_MAC = re.compile(rb"^\[sops\][^\[]*^mac\s*=\s*ENC\[", re.MULTILINE)
+# Public keys only: age recipients and OpenPGP fingerprints, in any of sops's formats.
+_RECIPIENT = re.compile(
+    r"(?:recipient|\bfp|_fp)[\"']?\s*[:=]\s*[\"']?(age1[0-9a-z]+|[0-9A-Fa-f]{16,40})\b"
+)
+_ENCRYPTED_VALUE = re.compile(r"^ENC\[AES256_GCM,")
+# sops exit codes (cmd/sops/codes): why a decryption failed.
+_MAC_MISMATCH, _MAC_NOT_FOUND, _NO_KEY = 51, 52, 128
+_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Decrypted:
+    """A revision's files with the encrypted ones decrypted, and what was secret in them."""
+
+    files: tuple[SourceFile, ...]
+    paths: frozenset[str] = frozenset()  # the files that were decrypted
+    values: frozenset[str] = frozenset()  # every decrypted value, to find it in rendered objects
+
+    def __bool__(self) -> bool:
+        return bool(self.paths)
+
+
+def sops_format(file: SourceFile) -> str | None:
+    """`yaml`, `json`, `dotenv` or `ini` when the file carries SOPS metadata, else None."""
+    if _MARK not in file.content:  # the common case, at memchr speed
+        return None
+    suffix = file.path.lower().rsplit(".", 1)[-1]
+    if suffix == "env":
+        return "dotenv" if _DOTENV_MAC.search(file.content) else None
+    if suffix == "ini":
+        return "ini" if _INI_MAC.search(file.content) else None
+    fmt = "json" if suffix == "json" else "yaml"
+    try:
+        documents = [data for _, data in read_documents(file)]
+    except RenderError:
+        return None  # not YAML at all (a Helm template): nothing sops could decrypt either
+    return fmt if any(_has_metadata(data) for data in documents) else None
+
+
+def _has_metadata(data: Any) -> bool:
+    return isinstance(data, dict) and isinstance(data.get("sops"), dict) and "mac" in data["sops"]
+
+
+def recipients(file: SourceFile) -> tuple[str, ...]:
+    """The age recipients and OpenPGP fingerprints the file is encrypted for, in order."""
+    text = file.content.decode("utf-8", errors="replace")
+    return tuple(dict.fromkeys(_RECIPIENT.findall(text)))
+
+
+def decrypt_files(
+    files: Sequence[SourceFile], settings: DecryptionSettings | None, target: str
+) -> Decrypted:
+    """Every file, SOPS-encrypted ones decrypted; DecryptionError refuses the revision."""
+    found = [(file, fmt) for file in files if (fmt := sops_format(file)) is not None]
+    if not found:
+        return Decrypted(tuple(files))
+    if settings is None:
+        raise DecryptionError(
+            f"{found[0][0].path}: encrypted with SOPS; set decryption on target {target} "
+            "(decryption: {provider: sops, age_key_file: ...})"
+        )
+    decrypted: dict[str, SourceFile] = {}
+    values: set[str] = set()
+    with private_dir() as home:
+        env = _environment(settings, home)
+        for file, fmt in found:
+            plain = _run_sops(settings.sops_tool, file, fmt, env)
+            decrypted[file.path] = replace(file, content=plain)
+            values.update(_secret_values(file, plain, fmt))
+    return Decrypted(
+        tuple(decrypted.get(file.path, file) for file in files),
+        frozenset(decrypted),
+        frozenset(values),
+    )
+
+
+@contextlib.contextmanager
+def private_dir(prefix: str = "gitopsd-sops-") -> Iterator[Path]:
+    """A 0700 folder on a tmpfs (/dev/shm) when there is one, removed with all it holds."""
+    shm = Path("/dev/shm")
+    base = str(shm) if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK) else None
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=base))  # mkdtemp makes it 0700
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _environment(settings: DecryptionSettings, home: Path) -> dict[str, str]:
+    """sops's whole environment: the configured keys and nothing the daemon happens to have
+    (no ~/.config/sops/age/keys.txt, no ~/.gnupg, no cloud credentials)."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home),
+        "GNUPGHOME": str(home),
+        # Without a GnuPG home configured, sops must not start gpg (and its agent).
+        "SOPS_GPG_EXEC": shutil.which("false") or "/bin/false",
+    }
+    if settings.age_key_file is not None:
+        env["SOPS_AGE_KEY_FILE"] = str(settings.age_key_file)
+    keyring = settings.gpg_keyring
+    if keyring is not None and keyring.is_dir():
+        env["GNUPGHOME"] = str(keyring)
+        env["SOPS_GPG_EXEC"] = "gpg"
+    elif keyring is not None:
+        # Exported secret keys: sops reads a legacy secring.gpg itself, without gpg.
+        _write_secring(keyring, home / "secring.gpg")
+    return env
+
+
+def _write_secring(keyring: Path, secring: Path) -> None:
+    try:
+        data = keyring.read_bytes()
+    except OSError as exc:
+        raise DecryptionError(
+            f"cannot read gpg_keyring {keyring}: {exc.strerror or exc}", retryable=True
+        ) from exc
+    if data.lstrip().startswith(b"-----BEGIN PGP"):
+        data = _dearmor(data, keyring)
+    fd = os.open(secring, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+
+
+def _dearmor(armored: bytes, keyring: Path) -> bytes:
+    """The binary packets of an ASCII-armored key block (RFC 4880 section 6.2)."""
+    import base64
+    import binascii
+
+    lines = armored.decode("ascii", errors="replace").splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines) if line.startswith("-----BEGIN"))
+        blank = next(i for i in range(start + 1, len(lines)) if not lines[i].strip())
+        body = []
+        for line in lines[blank + 1 :]:
+            if line.startswith(("=", "-----END")):
+                break
+            body.append(line.strip())
+        return base64.b64decode("".join(body), validate=True)
+    except (StopIteration, binascii.Error) as exc:
+        raise DecryptionError(
+            f"gpg_keyring {keyring}: not an OpenPGP key block: export it with "
+            "`gpg --export-secret-keys`, or name a GnuPG home folder"
+        ) from exc
+
+
+def _run_sops(tool: str, file: SourceFile, fmt: str, env: Mapping[str, str]) -> bytes:
+    command = [tool, "decrypt", "--input-type", fmt, "--output-type", fmt]
+    try:
+        result = subprocess.run(
+            command, input=file.content, capture_output=True, env=dict(env),
+            timeout=_TIMEOUT_SECONDS, check=False,
+        )  # fmt: skip
+    except FileNotFoundError as exc:
+        raise DecryptionError(
+            f"{file.path}: encrypted with SOPS, and the sops command {tool!r} is not found: "
+            "install sops or set tools.sops on the target",
+            retryable=True,
+        ) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise DecryptionError(
+            f"{file.path}: sops took longer than {_TIMEOUT_SECONDS:.0f}s to decrypt it",
+            retryable=True,
+        ) from exc
+    if result.returncode != 0:
+        raise DecryptionError(f"{file.path}: {_reason(result.returncode, file)}")
+    return result.stdout
+
+
+def _reason(code: int, file: SourceFile) -> str:
+    """Why sops refused, from its exit code and the file's metadata (never its output)."""
+    if code == _MAC_MISMATCH:
+        return (
+            "MAC mismatch: the file was changed after it was encrypted (edit it only "
+            "with `sops`); refusing the revision"
+        )
+    if code == _MAC_NOT_FOUND:
+        return "SOPS metadata has no MAC: re-encrypt the file with `sops encrypt`"
+    if code == _NO_KEY:
+        listed = ", ".join(recipients(file)) or "none listed"
+        return (
+            f"no key able to decrypt it (recipients: {listed}); add a matching identity "
+            "to decryption.age_key_file or decryption.gpg_keyring"
+        )
+    return f"sops could not decrypt it (sops exit code {code}); try `sops decrypt` on it by hand"
+
+
+def _secret_values(encrypted: SourceFile, plain: bytes, fmt: str) -> set[str]:
+    """The decrypted text of every value that was encrypted (a partly encrypted file's
+    clear values are no secret)."""
+    if fmt in ("dotenv", "ini"):
+        return _line_values(encrypted.content, plain)
+    try:
+        before = [data for _, data in read_documents(encrypted)]
+        after = [data for _, data in read_documents(replace(encrypted, content=plain))]
+    except RenderError:
+        return set()  # render reads the decrypted file next and says what is wrong
+    values: set[str] = set()
+    for old, new in zip(before, after, strict=False):
+        _collect(old, new, values)
+    return values
+
+
+def _collect(old: Any, new: Any, values: set[str]) -> None:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key, value in old.items():
+            if key != "sops" and key in new:
+                _collect(value, new[key], values)
+    elif isinstance(old, list) and isinstance(new, list):
+        for a, b in zip(old, new, strict=False):
+            _collect(a, b, values)
+    elif isinstance(old, str) and _ENCRYPTED_VALUE.match(old) and new not in (None, ""):
+        values.add(new if isinstance(new, str) else str(new))
+
+
+def _line_values(encrypted: bytes, plain: bytes) -> set[str]:
+    """Values of `KEY=ENC[...]` (dotenv) or `key = ENC[...]` (ini) lines, decrypted."""
+    secret_keys = {
+        line.split(b"=", 1)[0].strip()
+        for line in encrypted.splitlines()
+        if b"=" in line and line.split(b"=", 1)[1].strip().startswith(b"ENC[")
+    }
+    values = set()
+    for line in plain.splitlines():
+        key, sep, value = line.partition(b"=")
+        if sep and key.strip() in secret_keys and value.strip():
+            values.add(value.strip().decode("utf-8", errors="replace"))
+    return values
+
+
+def mark_decrypted(
+    objects: Sequence[DesiredObject], decrypted: Decrypted, *, generated: bool = False
+) -> tuple[DesiredObject, ...]:
+    """The objects, those read from a decrypted file marked sensitive.
+
+    With `generated` (kustomize, Helm: an object comes from no one file), those carrying a
+    decrypted value are marked too, found by its text; a short value such as "1" marks
+    many objects, which hides more, never less.
+    """
+    if not decrypted:
+        return tuple(objects)
+    return tuple(
+        _marked(obj)
+        if _is_from(obj, decrypted) or (generated and _carries(obj.manifest, decrypted.values))
+        else obj
+        for obj in objects
+    )
+
+
+def _is_from(obj: DesiredObject, decrypted: Decrypted) -> bool:
+    return obj.origin.split("#", 1)[0] in decrypted.paths
+
+
+def _carries(value: Any, secrets: frozenset[str]) -> bool:
+    if isinstance(value, dict):
+        return any(_carries(v, secrets) for v in value.values())
+    if isinstance(value, list):
+        return any(_carries(v, secrets) for v in value)
+    if isinstance(value, str):
+        return any(secret in value for secret in secrets)
+    return value is not None and str(value) in secrets
+
+
+def _marked(obj: DesiredObject) -> DesiredObject:
+    metadata = dict(obj.manifest["metadata"])
+    metadata["annotations"] = {**(metadata.get("annotations") or {}), DECRYPTED_ANNOTATION: "sops"}
+    return replace(obj, manifest={**obj.manifest, "metadata": metadata})

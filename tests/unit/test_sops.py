@@ -1,0 +1,114 @@
+"""SOPS: finding encrypted files, naming their recipients, and hiding what they held."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import pytest
+
+from gitopsd.diff import compare, object_diff_text
+from gitopsd.model import DECRYPTED_ANNOTATION, DesiredObject, LiveObject, ResourceKey, SourceFile
+from gitopsd.normalize import redact_pair
+from gitopsd.sops import Decrypted, mark_decrypted, recipients, sops_format
+
+ENC = "ENC[AES256_GCM,data:Zm9v,iv:YmFy,tag:YmF6,type:str]"
+YAML_SOPS = f"""apiVersion: v1
+kind: ConfigMap
+metadata:
+    name: app
+data:
+    password: {ENC}
+sops:
+    age:
+        - recipient: age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq
+          enc: x
+    pgp:
+        - fp: FBC7B9E2A4F9289AC0C1D4843D16CEE4A27381B4
+    mac: {ENC}
+    version: 3.13.3
+"""
+
+
+def _stand_in(text: str) -> str:
+    return f"<redacted sha256:{hashlib.sha256(text.encode()).hexdigest()[:8]}>"
+
+
+@pytest.mark.parametrize(
+    ("path", "content", "expected"),
+    [
+        ("app.yaml", YAML_SOPS, "yaml"),
+        ("app.yml", YAML_SOPS, "yaml"),
+        ("values.enc.yaml", YAML_SOPS, "yaml"),
+        ("app.json", json.dumps({"data": {"a": ENC}, "sops": {"mac": ENC}}), "json"),
+        ("secret.env", f"TOKEN={ENC}\nsops_mac={ENC}\nsops_version=3.13.3\n", "dotenv"),
+        ("secret.ini", f"[app]\na = {ENC}\n[sops]\nmac = {ENC}\n", "ini"),
+        # An encrypted-looking value without SOPS metadata is an ordinary file.
+        ("app.yaml", f"kind: ConfigMap\ndata:\n  a: {ENC}\n", None),
+        ("app.yaml", "kind: ConfigMap\nsops: {mac: plain}\n", None),
+        ("secret.env", f"TOKEN={ENC}\n", None),
+        # A Helm template is no YAML: not a SOPS file either.
+        ("templates/cm.yaml", "{{ if .Values.x }}\na: " + ENC + "\n{{ end }}\n{{", None),
+    ],
+)
+def test_sops_format(path: str, content: str, expected: str | None) -> None:
+    assert sops_format(SourceFile(path, content.encode())) == expected
+
+
+def test_recipients_are_listed_by_public_key_and_fingerprint() -> None:
+    found = recipients(SourceFile("app.yaml", YAML_SOPS.encode()))
+    assert found == (
+        "age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq",
+        "FBC7B9E2A4F9289AC0C1D4843D16CEE4A27381B4",
+    )
+    dotenv = "sops_age__list_0__map_recipient=age1abc\nsops_pgp__list_0__map_fp=ABCDEF0123456789\n"
+    assert recipients(SourceFile("s.env", dotenv.encode())) == ("age1abc", "ABCDEF0123456789")
+
+
+def _configmap(name: str, **data: Any) -> DesiredObject:
+    manifest = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
+    return DesiredObject(ResourceKey("", "ConfigMap", "ns", name), manifest, f"{name}.yaml#1")
+
+
+def _is_marked(obj: DesiredObject) -> bool:
+    return DECRYPTED_ANNOTATION in (obj.manifest["metadata"].get("annotations") or {})
+
+
+def test_objects_from_a_decrypted_file_are_marked_and_others_not() -> None:
+    objects = [_configmap("secret", password="s3cret-value"), _configmap("plain", v="s3cret-value")]
+    decrypted = Decrypted(
+        files=(), paths=frozenset({"secret.yaml"}), values=frozenset({"s3cret-value"})
+    )
+    marked = mark_decrypted(objects, decrypted)
+    assert [_is_marked(obj) for obj in marked] == [True, False]
+    # Generated objects (kustomize, Helm) are found by the value they carry.
+    generated = mark_decrypted(objects, decrypted, generated=True)
+    assert [_is_marked(obj) for obj in generated] == [True, True]
+    assert mark_decrypted(objects, Decrypted(files=())) == tuple(objects)
+
+
+def test_a_decrypted_configmap_shows_only_stand_ins_in_drift_and_diffs() -> None:
+    (desired,) = mark_decrypted(
+        [_configmap("secret", password="in-git-VALUE", port=5432)],
+        Decrypted(files=(), paths=frozenset({"secret.yaml"})),
+    )
+    live_manifest = {
+        **desired.manifest,
+        "metadata": {"name": "secret"},  # the mark lost to a hand edit: still sensitive
+        "data": {"password": "by-hand-VALUE", "port": 5432},
+    }
+    report = compare(desired, LiveObject(desired.key, live_manifest))
+    assert report is not None
+    change = next(change for change in report.changes if change.path == "data.password")
+    assert (change.desired, change.live) == (_stand_in("in-git-VALUE"), _stand_in("by-hand-VALUE"))
+    text = object_diff_text(desired.manifest, live_manifest, "ConfigMap/secret")
+    assert "VALUE" not in text and _stand_in("by-hand-VALUE") in text
+
+
+def test_unmarked_objects_keep_their_values_and_secrets_stay_redacted() -> None:
+    plain = _configmap("plain", v="shown").manifest
+    assert redact_pair(plain, plain) == (plain, plain)
+    secret = {"kind": "Secret", "metadata": {"name": "s"}, "stringData": {"a": "hidden"}}
+    shown, _ = redact_pair(secret, None)
+    assert shown is not None and shown["stringData"] == {"a": _stand_in("hidden")}
