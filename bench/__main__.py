@@ -1,4 +1,4 @@
-"""python -m bench [--objects N] [--repeat R] [--scenarios 1,2,...]: gitopsd against
+"""python -m bench [--objects N] [--repeat R] [--scenarios 1,2,...] [--rtt MS]: gitopsd against
 kubectl (and git) on one audited kube-apiserver, in one run; see bench/README.md.
 """
 
@@ -27,6 +27,20 @@ def main() -> int:
     parser.add_argument("--objects", type=int, default=1000, help="objects per tool (N)")
     parser.add_argument("--repeat", type=int, default=3, help="repetitions per scenario (R)")
     parser.add_argument("--scenarios", default="1,2,3,4,5,6", help="comma-separated numbers")
+    parser.add_argument(
+        "--rtt",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="round trip in milliseconds added between the measured tools and the API and "
+        "Git servers (bench/delayproxy.py)",
+    )
+    parser.add_argument(
+        "--curve",
+        action="store_true",
+        help="scenarios 1-3 at N = 100, 1000, 5000, 10000 (--objects is ignored); "
+        "table, JSON and PNG under bench/results/",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument(
         "--profile",
@@ -36,9 +50,16 @@ def main() -> int:
         "with pyinstrument into DIR",
     )
     args = parser.parse_args()
+    if args.curve:
+        from bench.curve import SIZES, run_curve, write
+
+        out, text = write(run_curve(SIZES, args.repeat, args.rtt, log), args.rtt, RESULTS)
+        print(text)
+        log(f"wrote {out}")
+        return 0
     wanted = sorted({int(x) for x in args.scenarios.split(",") if x.strip()})
     root = Path(tempfile.mkdtemp(prefix="gitopsd-bench-"))
-    env = BenchEnv(root, args.objects)
+    env = BenchEnv(root, args.objects, args.rtt)
     began = time.monotonic()
     log(f"work directory {root}; starting cluster and git server")
     env.start()
@@ -64,7 +85,7 @@ def main() -> int:
         env.stop()
         if not args.keep:
             subprocess.run(["rm", "-rf", str(root)], check=False)
-    found = report.targets(results)
+    found = report.targets(results, args.rtt)
     print(report.table(results))
     print()
     print(report.targets_text(found))
@@ -73,6 +94,7 @@ def main() -> int:
         "date": date,
         "objects": args.objects,
         "repeat": args.repeat,
+        "rtt_ms": args.rtt,
         "command": " ".join(["python -m bench", *sys.argv[1:]]),
         "machine": {
             "cpus": _cpus(),
@@ -87,7 +109,8 @@ def main() -> int:
         "targets": [{"target": t, "met": ok, "evidence": why} for t, ok, why in found],
     }
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"{date}-n{args.objects}.json"
+    suffix = f"-rtt{args.rtt:g}ms" if args.rtt else ""
+    out = RESULTS / f"{date}-n{args.objects}{suffix}.json"
     out.write_text(json.dumps(document, indent=2) + "\n")
     log(f"wrote {out}")
     return 0

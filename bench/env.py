@@ -17,6 +17,7 @@ import secrets
 import shutil
 import ssl
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 from bench.audit import AuditLog
 from bench.runner import Run, run_command
 from bench.workload import Workload
-from tests.support.cluster import ControlPlane, build
+from tests.support.cluster import ControlPlane, build, free_port
 from tests.support.git_remotes import GitHttpServer, RemoteFactory
 
 PASSWORD_ENV = "BENCH_GIT_PASSWORD"
@@ -58,8 +59,12 @@ _RESOURCES = (
 
 
 class BenchEnv:
-    def __init__(self, root: Path, objects: int) -> None:
+    def __init__(self, root: Path, objects: int, rtt_ms: float = 0.0) -> None:
         self.root = root
+        self.rtt_ms = rtt_ms
+        self._proxies: list[subprocess.Popen[str]] = []
+        self._api_port = 0  # what the measured tools dial: the API server, or its proxy
+        self._git_port = 0
         self.binaries = build()
         self.plane = ControlPlane(root / "cluster", audit=True, binaries=self.binaries)
         self.audit = AuditLog(self.plane.audit_log)
@@ -83,13 +88,59 @@ class BenchEnv:
         self.plane.start()
         self.server.start()
         self._context = self.plane.ssl_context()
+        self._api_port, self._git_port = self.plane.port, self.server.port
+        if self.rtt_ms > 0:
+            self._api_port = self._delay(self.plane.port)
+            self._git_port = self._delay(self.server.port)
+        self.kubeconfig.write_text(
+            self.plane.kubeconfig.read_text().replace(
+                f"127.0.0.1:{self.plane.port}", f"127.0.0.1:{self._api_port}"
+            )
+        )
         self.commit(self.gitopsd_workload.tree(), "workload")
         self.write_kubectl(self.kubectl_workload.tree())
         self.kubectl("apply", "--server-side", "-f", "-", stdin_text=APPLYSET_CRD)
 
     def stop(self) -> None:
+        for proxy in self._proxies:
+            proxy.kill()
+            proxy.wait()
         self.server.stop()
         self.plane.stop()
+
+    def _delay(self, upstream: int) -> int:
+        """Start a delaying proxy in front of `upstream` (bench/delayproxy.py); its port."""
+        port = free_port()
+        proxy = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.delayproxy",
+                str(port),
+                str(upstream),
+                str(self.rtt_ms / 2),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        self._proxies.append(proxy)
+        assert proxy.stdout is not None and proxy.stdout.readline().strip() == "ready"
+        return port
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The kubeconfig both measured tools use: through the proxy when an RTT is set."""
+        return self.root / "measured-kubeconfig"
+
+    def server_cpu_seconds(self) -> float:
+        """CPU time so far of kube-apiserver and etcd, from /proc/<pid>/stat."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for process in self.plane.processes:
+            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / ticks
 
     # -- the two copies of the workload -------------------------------------------------
 
@@ -112,19 +163,29 @@ class BenchEnv:
         path = state_dir.parent / f"{state_dir.name}.yaml"
         path.write_text(
             f"state_dir: {state_dir}\ninterval: 1h\nlog_level: warning\ntargets:\n"
-            f"  - name: {TARGET}\n    repo: {self.server.url(self.remote)}\n"
+            f"  - name: {TARGET}\n    repo: {self.git_url()}\n"
             f"    branch: main\n    path: deploy\n    username: {GIT_USER}\n"
-            f"    password_env: {PASSWORD_ENV}\n    kubeconfig: {self.plane.kubeconfig}\n"
+            f"    password_env: {PASSWORD_ENV}\n    kubeconfig: {self.kubeconfig}\n"
             f"    inventory_namespace: {INVENTORY_NAMESPACE}\n{extra}"
         )
         return path
+
+    def git_url(self) -> str:
+        return self.server.url(self.remote).replace(
+            f"127.0.0.1:{self.server.port}", f"127.0.0.1:{self._git_port}"
+        )
 
     def gitopsd_argv(self, state_dir: Path, extra: str = "") -> list[str]:
         config = self.gitopsd_config(state_dir, extra)
         return [self.gitopsd_bin, "--config", str(config), "--once", "--log-level", "warning"]
 
     def gitopsd(self, state_dir: Path, extra: str = "") -> Run:
-        return run_command(self.gitopsd_argv(state_dir, extra), self.audit, env=self.env)
+        return run_command(
+            self.gitopsd_argv(state_dir, extra),
+            self.audit,
+            env=self.env,
+            server_cpu=self.server_cpu_seconds,
+        )
 
     # -- kubectl ------------------------------------------------------------------------
 
@@ -133,7 +194,7 @@ class BenchEnv:
         return [
             str(self.binaries / "kubectl"),
             "--kubeconfig",
-            str(self.plane.kubeconfig),
+            str(self.kubeconfig),
             "--cache-dir",
             str(self.root / "kube-cache"),
             *args,
@@ -141,7 +202,9 @@ class BenchEnv:
 
     def kubectl_run(self, *args: str, ok: tuple[int, ...] = (0,), applyset: bool = False) -> Run:
         env = {**self.env, "KUBECTL_APPLYSET": "true"} if applyset else self.env
-        return run_command(self.kubectl_argv(*args), self.audit, env=env, ok=ok)
+        return run_command(
+            self.kubectl_argv(*args), self.audit, env=env, ok=ok, server_cpu=self.server_cpu_seconds
+        )
 
     def kubectl(self, *args: str, stdin_text: str | None = None) -> str:
         result = subprocess.run(

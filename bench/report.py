@@ -15,12 +15,17 @@ def _verbs(requests: dict[str, float] | None) -> str:
     return " ".join(f"{verb}:{count:g}" for verb, count in requests.items() if count)
 
 
+def _cpu(measure: dict[str, Any], key: str = "median_cpu_seconds") -> str:
+    return f"{measure[key]:.2f}" if key in measure else "-"
+
+
 def table(scenarios: list[dict[str, Any]]) -> str:
     head = (
         "| # | scenario | gitopsd s | peer | peer s | ratio g/p | gitopsd requests "
-        "| peer requests | gitopsd peak RSS MiB |"
+        "| peer requests | gitopsd peak RSS MiB | CPU s gitopsd / peer "
+        "| server CPU s gitopsd / peer |"
     )
-    lines = [head, "|" + "---|" * 9]
+    lines = [head, "|" + "---|" * 11]
     for s in scenarios:
         g = s["gitopsd"]
         rss = f"{max(g['peak_rss_mib']):.0f}" if g.get("peak_rss_mib") else "n/a"
@@ -31,7 +36,10 @@ def table(scenarios: list[dict[str, Any]]) -> str:
                 f"| {g['median_seconds']:.3f} | {peer['tool']} | {peer['median_seconds']:.3f} "
                 f"| {peer['ratio_gitopsd_over_peer']:.3f} "
                 f"| {_verbs(g.get('requests_median')) if first else ''} "
-                f"| {_verbs(peer.get('requests_median'))} | {rss if first else ''} |"
+                f"| {_verbs(peer.get('requests_median'))} | {rss if first else ''} "
+                f"| {_cpu(g)} / {_cpu(peer)} "
+                f"| {_cpu(g, 'median_server_cpu_seconds')} / "
+                f"{_cpu(peer, 'median_server_cpu_seconds')} |"
             )
         for variant in s.get("variants", []):
             peer = s["peers"][0]
@@ -40,15 +48,20 @@ def table(scenarios: list[dict[str, Any]]) -> str:
                 f"| {s['scenario']}b | {variant['tool']} | {variant['median_seconds']:.3f} "
                 f"| {peer['tool']} | {peer['median_seconds']:.3f} "
                 f"| {variant['ratio_over_first_peer']:.3f} "
-                f"| {_verbs(variant.get('requests_median'))} | | {vrss} |"
+                f"| {_verbs(variant.get('requests_median'))} | | {vrss} "
+                f"| {_cpu(variant)} / {_cpu(peer)} "
+                f"| {_cpu(variant, 'median_server_cpu_seconds')} / "
+                f"{_cpu(peer, 'median_server_cpu_seconds')} |"
             )
     return "\n".join(lines)
 
 
-def targets(scenarios: list[dict[str, Any]]) -> list[tuple[str, bool, str]]:
-    """(target, met, evidence) for each target of the issue that this run measured."""
+def targets(scenarios: list[dict[str, Any]], rtt_ms: float = 0.0) -> list[tuple[str, bool, str]]:
+    """(target, met, evidence) for each target of the issues that this run measured."""
     by = {s["scenario"]: s for s in scenarios}
     found: list[tuple[str, bool, str]] = []
+    if rtt_ms:
+        found.extend(_rtt_targets(by, rtt_ms))
     if 2 in by:
         g = by[2]["gitopsd"]
         writes = sum(n for v, n in g["requests_median"].items() if v in WRITE_VERBS)
@@ -91,6 +104,25 @@ def targets(scenarios: list[dict[str, Any]]) -> list[tuple[str, bool, str]]:
                         "; ".join(m["failed_checks"]),
                     )
                 )
+    return found
+
+
+def _rtt_targets(by: dict[int, dict[str, Any]], rtt_ms: float) -> list[tuple[str, bool, str]]:
+    """Issue 19's targets with a round trip: 3x faster cold, 10x faster unchanged/drifted."""
+    wanted = {1: 1 / 3, 2: 0.1, 3: 0.1}
+    found = []
+    for number, limit in wanted.items():
+        if number not in by:
+            continue
+        for peer in by[number]["peers"]:
+            ratio = peer["ratio_gitopsd_over_peer"]
+            found.append(
+                (
+                    f"{number} at RTT {rtt_ms:g} ms: {1 / limit:.0f}x faster than {peer['tool']}",
+                    ratio <= limit,
+                    f"ratio {ratio:.3f}",
+                )
+            )
     return found
 
 

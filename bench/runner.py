@@ -1,4 +1,5 @@
-"""Run one measured command: wall time, peak RSS (from wait4), API requests from the audit log."""
+"""Run one measured command: wall time, own CPU and peak RSS (from wait4), the API
+server's CPU meanwhile (from /proc), API requests from the audit log."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ class Run:
     requests: dict[str, int]
     lists_by_resource: dict[str, int] = field(default_factory=dict)
     output: str = ""
+    cpu_seconds: float = 0.0  # the command's own user + system time
+    server_cpu_seconds: float = 0.0  # kube-apiserver + etcd meanwhile
 
 
 class CommandFailed(RuntimeError):
@@ -34,9 +37,11 @@ def run_command(
     env: Mapping[str, str] | None = None,
     ok: Sequence[int] = (0,),
     cwd: Path | None = None,
+    server_cpu: Callable[[], float] = lambda: 0.0,
 ) -> Run:
-    """Run `argv` to completion; its own peak RSS comes from wait4 on its pid."""
+    """Run `argv` to completion; its own CPU and peak RSS come from wait4 on its pid."""
     start = audit.offset()
+    server_before = server_cpu()
     with tempfile.TemporaryFile() as out:
         began = time.perf_counter()
         process = subprocess.Popen(
@@ -49,6 +54,7 @@ def run_command(
         )
         _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - began
+        server_seconds = server_cpu() - server_before
         process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         output = out.read().decode(errors="replace")
@@ -57,7 +63,17 @@ def run_command(
     if process.returncode not in ok:
         tail = "\n".join(output.strip().splitlines()[-15:])
         raise CommandFailed(f"{' '.join(argv[:4])}... exited {process.returncode}:\n{tail}")
-    return Run(seconds, usage.ru_maxrss / 1024, process.returncode, requests, lists, output)
+    own = usage.ru_utime + usage.ru_stime
+    return Run(
+        seconds,
+        usage.ru_maxrss / 1024,
+        process.returncode,
+        requests,
+        lists,
+        output,
+        cpu_seconds=own,
+        server_cpu_seconds=server_seconds,
+    )
 
 
 def run_inprocess(function: Callable[[], object]) -> float:

@@ -296,7 +296,7 @@ class Scenarios:
         os.environ[PASSWORD_ENV] = env.password
         structlog.configure(logger_factory=structlog.ReturnLoggerFactory())
         settings = SourceSettings(
-            repo=env.server.url(env.remote),
+            repo=env.git_url(),
             ref_kind=RefKind.BRANCH,
             ref="main",
             path="deploy",
@@ -306,7 +306,7 @@ class Scenarios:
         source = GitSource("bench", settings, env.root / "source-state")
         source.fetch()
         clone = env.root / "git-clone"
-        url = env.server.url(env.remote, credentials=f"{GIT_USER}:{env.password}")
+        url = env.git_url().replace("http://", f"http://{GIT_USER}:{env.password}@")
         git_env = {**os.environ, **GIT_ENV}
         subprocess.run(["git", "clone", "-q", "--bare", url, str(clone)], check=True, env=git_env)
         g = Measure("GitSource.fetch() in-process")
@@ -384,6 +384,11 @@ def summary(scenario: Scenario) -> dict[str, Any]:
             out["requests_per_run"] = [r.requests for r in m.runs]
             out["lists_by_resource_last_run"] = m.runs[-1].lists_by_resource
             out["peak_rss_mib"] = [round(r.peak_rss_mib, 1) for r in m.runs]
+            out["cpu_seconds"] = [round(r.cpu_seconds, 3) for r in m.runs]
+            out["median_cpu_seconds"] = round(statistics.median(r.cpu_seconds for r in m.runs), 3)
+            out["median_server_cpu_seconds"] = round(
+                statistics.median(r.server_cpu_seconds for r in m.runs), 3
+            )
         out["failed_checks"] = m.checks
         return out
 

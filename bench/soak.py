@@ -67,10 +67,10 @@ def duration(text: str) -> float:
 class World:
     """The test control plane, one repository served over smart HTTP, N target folders."""
 
-    def __init__(self, root: Path, targets: int, objects: int) -> None:
+    def __init__(self, root: Path, targets: int, objects: int, *, audit: bool = False) -> None:
         self.root = root
         self.binaries = build()
-        self.plane = ControlPlane(root / "cluster", binaries=self.binaries)
+        self.plane = ControlPlane(root / "cluster", audit=audit, binaries=self.binaries)
         self.factory = RemoteFactory(root / "git")
         self.remote = self.factory.create("soak")
         self.password = os.urandom(12).hex()
