@@ -96,7 +96,12 @@ def decrypt_files(
     with private_dir() as home:
         env = _environment(settings, home)
         for file, fmt in found:
-            plain = _run_sops(settings.sops_tool, file, fmt, env)
+            try:
+                plain = _run_sops(settings.sops_tool, file, fmt, env)
+            except _Refused as refusal:
+                raise DecryptionError(
+                    f"{file.path}: {refusal.reason}", retryable=refusal.retryable
+                ) from refusal.__cause__
             decrypted[file.path] = replace(file, content=plain)
             values.update(_secret_values(file, plain, fmt))
     return Decrypted(
@@ -104,6 +109,61 @@ def decrypt_files(
         frozenset(decrypted),
         frozenset(values),
     )
+
+
+@dataclass(frozen=True)
+class TreeDecryption:
+    """What decrypting a written-out repository did: files decrypted in place, and why
+    others could not be (they matter only if the render reads them)."""
+
+    decrypted: Decrypted
+    refused: tuple[tuple[str, str], ...] = ()  # (path, one-line reason), in path order
+
+    def check_output(self, output: bytes, target: str) -> None:
+        """Refuse a render whose output still carries SOPS-encrypted values."""
+        if _MARK not in output:
+            return
+        if self.refused:
+            path, reason = self.refused[0]
+            raise DecryptionError(f"{path}: {reason}")
+        raise DecryptionError(
+            f"target {target}: the render output carries SOPS-encrypted values (ENC[...]) "
+            "that come from no SOPS file of the repository; refusing the revision"
+        )
+
+
+def decrypt_tree(root: Path, settings: DecryptionSettings | None, target: str) -> TreeDecryption:
+    """Decrypt in place every SOPS file under `root`, a checkout in a private_dir.
+
+    A repository may hold files encrypted for other targets' keys: a file that cannot be
+    decrypted is left as it is and refuses the revision only if the render output shows
+    it was read (see TreeDecryption.check_output).
+    """
+    found = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
+        file = SourceFile(path.relative_to(root).as_posix(), path.read_bytes())
+        fmt = sops_format(file)
+        if fmt is not None:
+            found.append((path, file, fmt))
+    if not found:
+        return TreeDecryption(Decrypted(files=()))
+    if settings is None:
+        reason = f"encrypted with SOPS; set decryption on target {target}"
+        return TreeDecryption(Decrypted(files=()), tuple((f.path, reason) for _, f, _ in found))
+    paths, values, refused = set(), set(), []
+    with private_dir() as home:
+        env = _environment(settings, home)
+        for path, file, fmt in found:
+            try:
+                plain = _run_sops(settings.sops_tool, file, fmt, env)
+            except _Refused as refusal:
+                refused.append((file.path, refusal.reason))
+                continue
+            path.write_bytes(plain)
+            paths.add(file.path)
+            values.update(_secret_values(file, plain, fmt))
+    decrypted = Decrypted(files=(), paths=frozenset(paths), values=frozenset(values))
+    return TreeDecryption(decrypted, tuple(refused))
 
 
 @contextlib.contextmanager
@@ -184,20 +244,27 @@ def _run_sops(tool: str, file: SourceFile, fmt: str, env: Mapping[str, str]) -> 
             command, input=file.content, capture_output=True, env=dict(env),
             timeout=_TIMEOUT_SECONDS, check=False,
         )  # fmt: skip
-    except FileNotFoundError as exc:
-        raise DecryptionError(
-            f"{file.path}: encrypted with SOPS, and the sops command {tool!r} is not found: "
-            "install sops or set tools.sops on the target",
+    except OSError as exc:
+        raise _Refused(
+            f"encrypted with SOPS, and the sops command {tool!r} cannot be run "
+            f"({exc.strerror or exc}): install sops or set tools.sops on the target",
             retryable=True,
         ) from exc
     except subprocess.TimeoutExpired as exc:
-        raise DecryptionError(
-            f"{file.path}: sops took longer than {_TIMEOUT_SECONDS:.0f}s to decrypt it",
-            retryable=True,
+        raise _Refused(
+            f"sops took longer than {_TIMEOUT_SECONDS:.0f}s to decrypt it", retryable=True
         ) from exc
     if result.returncode != 0:
-        raise DecryptionError(f"{file.path}: {_reason(result.returncode, file)}")
+        raise _Refused(_reason(result.returncode, file))
     return result.stdout
+
+
+class _Refused(Exception):
+    """sops did not decrypt one file; `reason` is one line, without the file's name."""
+
+    def __init__(self, reason: str, *, retryable: bool = False) -> None:
+        super().__init__(reason)
+        self.reason, self.retryable = reason, retryable
 
 
 def _reason(code: int, file: SourceFile) -> str:
