@@ -2,11 +2,12 @@
 
 Every write is first validated with a server-side dry-run, so one invalid object
 refuses the whole revision before anything is written; a write whose dry-run
-result equals the live object is not made (UNCHANGED). Then the tiers of
-plan.tier_of run in order, Namespaces and CRDs first (waited for until
-Established), deletions in reverse; writes within a tier run concurrently on a
-bounded pool. Waits go through the injected clock. Once the API server stops
-answering at all, nothing more is tried: the pass ends with one retryable error.
+result equals the live object is not made (UNCHANGED). Then the stages of
+gitopsd.waves run in order: Namespaces and CRDs first (waited for until
+Established), each wave's writes by tier, deletions in reverse; writes within a
+stage run concurrently on a bounded pool. Waits go through the injected clock.
+Once the API server stops answering at all, nothing more is tried: the pass
+ends with one retryable error.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ from gitopsd.model import (
     StepKind,
 )
 from gitopsd.normalize import SERVER_METADATA
-from gitopsd.plan import Tier, tier_of
+from gitopsd.waves import stages as wave_stages
+from gitopsd.waves import waves_of
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -82,12 +84,15 @@ def apply_plan(
     *,
     clock: Clock = SYSTEM_CLOCK,
     before_writes: Callable[[Plan], None] | None = None,
+    gate: Callable[[int], bool] | None = None,
 ) -> Applied:
-    """Validate every write, then make them tier by tier; raise ReconcileError, nothing
-    written, when the server refuses the revision. Setting `stop` skips writes not started.
+    """Validate every write, then make them stage by stage (gitopsd.waves); raise
+    ReconcileError, nothing written, when the server refuses the revision. Setting `stop`
+    skips writes not started.
 
     `before_writes` gets the confirmed plan once it is valid, before the first write (the
-    pass stores its claim there); what it raises ends the pass with nothing written."""
+    pass stores its claim there); what it raises ends the pass with nothing written.
+    `gate(wave)` runs between two waves; False leaves every later write SKIPPED."""
     stages = _Stages(adapter, options, stop, clock)
     deferred = stages.deferred(plan.steps)
     steps, unchanged = stages.confirm(plan.steps, deferred, live)
@@ -97,7 +102,7 @@ def apply_plan(
         return Applied(ChangeSet(tuple(entries)), confirmed)
     if before_writes is not None:
         before_writes(confirmed)
-    written, refused = stages.write(steps, deferred)
+    written, refused = stages.write(steps, deferred, waves_of(plan.desired), gate)
     changes = ChangeSet((*entries, *written))
     error = refused or stages.lost(changes) or _incomplete(options.target, changes, stop)
     return Applied(changes, confirmed, error)
@@ -241,22 +246,34 @@ class _Stages:
     # -- writes -----------------------------------------------------------
 
     def write(
-        self, steps: Sequence[PlanStep], deferred: frozenset[ResourceKey]
+        self,
+        steps: Sequence[PlanStep],
+        deferred: frozenset[ResourceKey],
+        waves: Mapping[ResourceKey, int],
+        gate: Callable[[int], bool] | None,
     ) -> tuple[list[ChangeSetEntry], ReconcileError | None]:
         """Write stage by stage: an entry per step, and the refusal of a `deferred` write,
-        checked once Namespaces and CRDs exist, which ends the pass there (the rest SKIPPED)."""
+        checked once Namespaces and CRDs exist, which ends the pass there (the rest SKIPPED).
+        A wave with a failed write, or refused by `gate`, leaves every later stage SKIPPED."""
         entries: list[ChangeSetEntry] = []
-        stages = _stages(steps)
-        for number, batch in enumerate(stages):
-            if number == Tier.CLUSTER:  # the second stage: Namespaces and CRDs now exist
+        stages = wave_stages(steps, waves)
+        for number, stage in enumerate(stages):
+            if number == 1:  # the first stage after Namespaces and CRDs, which now exist
                 refused = self._validate_late([s for s in steps if s.key in deferred])
                 if refused is not None:
                     why = "not written: the revision was refused"
-                    entries += [_skipped(s, why) for later in stages[number:] for s in later]
+                    entries += [_skipped(s, why) for later in stages[1:] for s in later.steps]
                     return entries, refused
-            entries += self._map(self._write_one, batch)
-            if number == Tier.DEFINITIONS:
-                entries += self._wait_for_crds(batch)
+            entries += self._map(self._write_one, stage.steps)
+            if stage.definitions:
+                entries += self._wait_for_crds(stage.steps)
+            wave = stage.gate_after
+            if wave is None:
+                continue
+            why = _held_back(wave, entries, gate)
+            if why:
+                entries += [_skipped(s, why) for later in stages[number + 1 :] for s in later.steps]
+                break
         return entries, None
 
     def _validate_late(self, steps: Sequence[PlanStep]) -> ReconcileError | None:
@@ -345,13 +362,17 @@ class _Stages:
             return list(pool.map(function, items))
 
 
-def _stages(steps: Sequence[PlanStep]) -> list[list[PlanStep]]:
-    """The writes of each tier in order, then the deletions of each tier in reverse."""
-    writes = [s for s in steps if not s.kind.removes]
-    deletions = [s for s in steps if s.kind.removes]
-    return [[s for s in writes if tier_of(s.key) is tier] for tier in Tier] + [
-        [s for s in deletions if tier_of(s.key) is tier] for tier in reversed(Tier)
-    ]
+def _held_back(
+    wave: int, entries: Sequence[ChangeSetEntry], gate: Callable[[int], bool] | None
+) -> str:
+    """Why the waves after `wave` are not written ('' to go on): a write failed, or `gate`."""
+    if any(e.action is Action.FAILED for e in entries):
+        return f"not written: a write of wave {wave} or before failed"
+    if any(e.action is Action.SKIPPED for e in entries):
+        return f"not written: wave {wave} was not written in full"
+    if gate is not None and not gate(wave):
+        return f"not written: wave {wave} did not become healthy"
+    return ""
 
 
 def _refusal(target: str, problems: Sequence[GitopsdError]) -> ReconcileError:
