@@ -9,15 +9,21 @@ from __future__ import annotations
 import enum
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gitopsd.configread import Section, file_problem, read_document
+from gitopsd.decryptconfig import DECRYPTION_KEYS, DecryptionSettings, read_decryption
+from gitopsd.dependencies import check_graph
 from gitopsd.errors import ConfigError
+from gitopsd.haconfig import HaSettings, read_ha
 from gitopsd.model import IgnoreRule
+from gitopsd.netconfig import NETWORK_KEYS, NetworkSettings, read_network
 from gitopsd.notifyconfig import SinkSettings, read_sinks
 from gitopsd.refs import normalize_path, ref_problem
+from gitopsd.renderconfig import RENDER_KEYS, RenderSettings, read_render
+from gitopsd.watchconfig import WATCH_KEYS, WatchSettings, read_watch
 
 
 class RefKind(enum.Enum):
@@ -84,6 +90,7 @@ class SourceSettings:
     max_revision_bytes: int = 64 * 1024 * 1024  # all the manifests read at one commit
     history: HistoryPolicy = HistoryPolicy.FOLLOW
     signature: SignatureSettings | None = None
+    network: NetworkSettings = field(default_factory=NetworkSettings)  # CA file, proxy
 
 
 class ConflictPolicy(enum.Enum):
@@ -121,12 +128,17 @@ class TargetSettings:
     interval_seconds: float | None = None  # None: the global interval
     wait: bool = False  # after the writes, wait for every declared object to be healthy
     health_timeout_seconds: float = 300.0  # how long `wait` waits before `progressing`
+    depends_on: tuple[str, ...] = ()  # targets whose last pass must have ended ready first
+    render: RenderSettings = field(default_factory=RenderSettings)  # kustomize, helm, plain
+    decryption: DecryptionSettings | None = None  # SOPS-encrypted files (gitopsd.sops)
+    watch: WatchSettings = field(default_factory=WatchSettings)  # event-driven passes
 
 
 @dataclass(frozen=True)
 class HttpSettings:
     address: str = "127.0.0.1"
     port: int = 9100
+    ready_requires_healthy: bool = False  # /readyz fails while a target's workload is not up
 
 
 @dataclass(frozen=True)
@@ -148,6 +160,7 @@ class Config:
     log_level: str = "info"
     backoff_max_seconds: float = 300.0  # cap of the delay between retries of a failing target
     stop_timeout_seconds: float = 30.0  # how long SIGTERM waits for a pass in progress
+    ha: HaSettings | None = None  # several replicas sharing the targets through Leases
 
     def target(self, name: str) -> TargetSettings:
         """The target called `name`; KeyError when there is none."""
@@ -160,7 +173,7 @@ class Config:
 # Key tables stay packed (fmt: skip): one key per line would fill a screen for nothing.
 _TOP_KEYS = {
     "state_dir", "interval", "log_level", "backoff_max", "stop_timeout", "http", "webhook",
-    "targets", "notify",
+    "targets", "notify", "ha",
 }  # fmt: skip
 _REF_KEYS = ("branch", "tag", "semver", "commit")
 # Key tables stay packed (fmt: skip): one key per line would fill a screen for nothing.
@@ -169,8 +182,9 @@ _TARGET_KEYS = {
     "allow_empty", "recreate", "conflicts", "ignore", "inventory_namespace", "qps", "burst",
     "concurrency", "interval", "ssh_key", "ssh_passphrase_file", "ssh_passphrase_env",
     "known_hosts", "username", "password_file", "password_env", "timeout", "max_file_size",
-    "max_revision_size", "history", "verify", "adopt", "prune_adopted", "wait",
-    "health_timeout",
+    "max_revision_size", "history", "verify", "adopt", "prune_adopted", "wait", "depends_on",
+    "health_timeout", *RENDER_KEYS, *DECRYPTION_KEYS, *WATCH_KEYS,
+    *NETWORK_KEYS,
 }  # fmt: skip
 # Keys people reach for when they mean to write a secret inline: refused with a pointer.
 _INLINE_SECRETS = {"password": "password", "token": "password", "ssh_passphrase": "ssh_passphrase"}
@@ -199,6 +213,7 @@ def load_config(path: Path) -> Config:
     if not targets:
         raise top.error("at least one target is required", key="targets")
     _refuse_duplicates(top, targets)
+    check_graph(str(path), [(t.name, t.depends_on) for t in targets])
     return Config(
         path=path,
         state_dir=_state_dir(top),
@@ -210,6 +225,7 @@ def load_config(path: Path) -> Config:
         log_level=log_level,
         backoff_max_seconds=top.duration("backoff_max", 300.0) or 300.0,
         stop_timeout_seconds=top.duration("stop_timeout", 30.0, maximum=_MAX_WAIT) or 30.0,
+        ha=read_ha(top),
     )
 
 
@@ -231,13 +247,17 @@ def _state_dir(top: Section) -> Path:
 
 
 def _http(top: Section) -> HttpSettings | None:
-    node = top.section("http", {"address", "port"})
+    node = top.section("http", {"address", "port", "ready_requires_healthy"})
     if node is None:
         return None
     port = node.integer("port", 9100)
     if port > 65535:
         raise node.error("must be at most 65535", key="port")
-    return HttpSettings(address=node.text("address", "127.0.0.1") or "127.0.0.1", port=port)
+    return HttpSettings(
+        address=node.text("address", "127.0.0.1") or "127.0.0.1",
+        port=port,
+        ready_requires_healthy=node.flag("ready_requires_healthy", False),
+    )
 
 
 def _webhook(top: Section) -> WebhookSettings | None:
@@ -301,6 +321,10 @@ def _target(file: Path, where: str, item: Any) -> TargetSettings:
         interval_seconds=node.duration("interval", None),
         wait=node.flag("wait", False),
         health_timeout_seconds=node.duration("health_timeout", 300.0, maximum=_MAX_WAIT) or 300.0,
+        depends_on=node.strings("depends_on"),
+        render=read_render(node),
+        decryption=read_decryption(node),
+        watch=read_watch(node),
     )
 
 
@@ -333,6 +357,7 @@ def _source(node: Section, name: str) -> SourceSettings:
         max_revision_bytes=node.size("max_revision_size", 64 * 1024 * 1024),
         history=node.choice("history", HistoryPolicy, HistoryPolicy.FOLLOW),
         signature=_signature(node),
+        network=read_network(node),
     )
 
 

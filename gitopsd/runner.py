@@ -7,8 +7,9 @@ directly with whatever source and adapter they need.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
+from gitopsd.adapters.base import ClusterAdapter
 from gitopsd.adapters.kubernetes import KubernetesAdapter
 from gitopsd.clock import SYSTEM_CLOCK, Clock
 from gitopsd.config import Config, TargetSettings
@@ -18,23 +19,34 @@ from gitopsd.model import ResourceKey
 from gitopsd.passresult import PassResult
 from gitopsd.readonly import ReadOnlyAdapter
 from gitopsd.reconcile import Reconciler
-from gitopsd.render import render
 from gitopsd.rendercache import RenderCache
+from gitopsd.renderers import RenderJob, choose, render_target
 from gitopsd.source.git import GitSource
 from gitopsd.source.snapshot import Snapshot
+from gitopsd.watching import WatchHub
 
 
 class TargetRunner:
     """Runs passes for one configured target; the cluster is reached only when needed."""
 
     def __init__(
-        self, config: Config, target: TargetSettings, journal: Journal, clock: Clock = SYSTEM_CLOCK
+        self,
+        config: Config,
+        target: TargetSettings,
+        journal: Journal,
+        clock: Clock = SYSTEM_CLOCK,
+        watches: WatchHub | None = None,
+        fence: Callable[[], None] | None = None,
     ) -> None:
         self.target = target
+        # The daemon's watches (None for --once, diff and validate, which list as before).
+        self._watches = watches if target.watch.enabled else None
+        self._interval = target.interval_seconds or config.interval_seconds
         self._clock = clock
         self._journal = journal
         self._source = GitSource(target.name, target.source, config.state_dir)
         self._state_dir = config.state_dir
+        self._fence = fence  # with `ha:`: NotOwnerError unless this replica holds the target
         self._adapter: KubernetesAdapter | None = None
         self._reconciler: Reconciler | None = None
 
@@ -56,10 +68,24 @@ class TargetRunner:
         if self._reconciler is None:
             # Kept across passes: a commit already rendered is not rendered again.
             cache = RenderCache(self._state_dir / "render", self.target.name)
+            reads: ClusterAdapter = adapter
+            if self._watches is not None:
+                reads = self._watches.adapter(self.target, adapter, self._interval)
             self._reconciler = Reconciler(
-                self.target, self._source, adapter, self._journal, self._clock, render_cache=cache
+                self.target,
+                self._source,
+                reads,
+                self._journal,
+                self._clock,
+                render_cache=cache,
+                fence=self._fence,
             )
-        return self._reconciler.run(dry_run=dry_run, previews=previews, stop=stop)
+        if self._watches is None:
+            return self._reconciler.run(dry_run=dry_run, previews=previews, stop=stop)
+        with self._watches.pass_of(self.target.name) as done:
+            result = self._reconciler.run(dry_run=dry_run, previews=previews, stop=stop)
+            done(result)
+        return result
 
     def wait_health(self, *, timeout: float, stop: threading.Event | None = None) -> PassResult:
         """`gitopsd wait`: the health of what Git declares, once applied; writes nothing."""
@@ -70,19 +96,22 @@ class TargetRunner:
         reconciler = Reconciler(self.target, self._source, adapter, None, self._clock)
         return reconciler.wait_for_health(timeout=timeout, stop=stop or threading.Event())
 
-    def validate(self) -> int:
-        """Fetch and render only, no cluster; the number of declared objects."""
+    def validate(self) -> tuple[int, str]:
+        """Fetch and render only, no cluster (Helm gets its default capabilities); the
+        number of declared objects and the renderer used."""
         revision = self._source.fetch()
         files = self._source.read_tree(revision)
-        objects = render(
+        job = RenderJob(
+            self.target,
             files,
-            default_namespace=self.target.namespace,
-            target=self.target.name,
-            namespaced=lambda _v, _k: None,
+            lambda _v, _k: None,
+            checkout=lambda directory: self._source.checkout(revision, directory),
         )
-        return len(objects)
+        return len(render_target(job)), choose(self.target.render, files).value
 
     def close(self) -> None:
+        if self._watches is not None:
+            self._watches.release(self.target.name)
         if self._adapter is not None:
             self._adapter.close()
             self._adapter = None

@@ -1,0 +1,479 @@
+"""Event-driven passes: shared watches per cluster, reads from their cache, drift -> pass.
+
+The daemon's targets on one cluster share one watch per kind (adapters/watchcache.py).
+A pass reads its live objects and inventories from those caches once they are synced
+and have caught up with gitopsd's own writes, so a pass that finds nothing to do makes
+no API request. A change by anyone else schedules a pass of the owning target after a
+short debounce; an object that keeps being changed back is corrected ever more slowly
+and reported once as a `drift_fight` (watchlogic.py holds those rules).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from gitopsd.adapters.base import ApplyResult, ClusterAdapter, KindInfo
+from gitopsd.adapters.inventory_store import inventory_name
+from gitopsd.adapters.watchcache import (
+    ClusterWatches,
+    KindWatch,
+    WatchEvent,
+    WatchState,
+    key_of,
+    version_of,
+)
+from gitopsd.clock import SYSTEM_CLOCK, Clock
+from gitopsd.config import ClusterSettings, TargetSettings
+from gitopsd.errors import GitopsdError
+from gitopsd.inventory import StoredInventory
+from gitopsd.model import (
+    FIELD_MANAGER,
+    INVENTORY_LABEL,
+    TARGET_LABEL,
+    LiveObject,
+    Manifest,
+    ResourceKey,
+    group_of,
+)
+from gitopsd.passresult import PassResult
+from gitopsd.watchlogic import Coalescer, FightTracker, OwnWrites
+
+if TYPE_CHECKING:
+    from gitopsd.journal import Journal
+
+log = structlog.get_logger("gitopsd.watch")
+
+# How long a pass waits for the watch to show a write it just made before it lists instead.
+CATCH_UP_SECONDS = 1.0
+_INVENTORY_KIND = ("", "ConfigMap")
+_LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60, 300)
+
+Trigger = Callable[[str], object]
+_Inventories = tuple[
+    StoredInventory, Mapping[str, StoredInventory]
+]  # run a target's pass as soon as it may
+
+
+@dataclass
+class _Target:
+    settings: TargetSettings
+    interval: float
+    running: bool = False
+    deferred: list[WatchEvent] = field(default_factory=list)  # arrived during its pass
+    drifted: dict[ResourceKey, float] = field(default_factory=dict)  # first foreign event
+    kinds: set[tuple[str, str]] = field(default_factory=set)
+    synced: bool | None = None  # whether the last pass read only from caches
+
+
+class _Cluster:
+    def __init__(self, settings: ClusterSettings, sink: Callable[[WatchEvent], None]) -> None:
+        self.watches = ClusterWatches(settings, sink)
+        self.own = OwnWrites()
+
+
+class WatchHub:
+    """The daemon's watches and event-triggered passes, for every cluster it reaches."""
+
+    def __init__(self, clock: Clock = SYSTEM_CLOCK, journal: Journal | None = None) -> None:
+        self._clock = clock
+        self._journal = journal
+        self._lock = threading.Lock()
+        self._clusters: dict[tuple[Path | None, str | None], _Cluster] = {}
+        self._targets: dict[str, _Target] = {}
+        self._due = Coalescer()
+        self._fights = FightTracker()
+        self._trigger: Trigger | None = None
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self._timer = threading.Thread(target=self._fire_loop, name="watch-passes", daemon=True)
+        self._timer.start()
+        self.event_passes = Counter(
+            "gitopsd_event_triggered_passes",
+            "Passes asked for by a watch event (drift made by someone else)",
+            ["target"],
+            registry=None,
+        )
+        self.latency = Histogram(
+            "gitopsd_drift_correction_seconds",
+            "From a drift's watch event arriving to the end of the pass that corrected it",
+            ["target"],
+            buckets=_LATENCY_BUCKETS,
+            registry=None,
+        )
+
+    def attach(self, trigger: Trigger, registry: CollectorRegistry | None = None) -> None:
+        """Where due passes go (the daemon's trigger), and the registry /metrics serves."""
+        self._trigger = trigger
+        if registry is not None:
+            for metric in (self.event_passes, self.latency, _StateCollector(self)):
+                registry.register(metric)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._wake.set()
+        with self._lock:
+            clusters = list(self._clusters.values())
+            self._clusters.clear()
+        for cluster in clusters:
+            cluster.watches.close()
+
+    # -- targets and their passes -----------------------------------------
+
+    def adapter(self, target: TargetSettings, inner: ClusterAdapter, interval: float) -> Watched:
+        """`inner` reading through the cluster's watches for `target`."""
+        identity = (target.cluster.kubeconfig, target.cluster.context)
+        with self._lock:
+            cluster = self._clusters.get(identity)
+            if cluster is None:
+                cluster = self._clusters[identity] = _Cluster(
+                    target.cluster, lambda event: self._on_event(identity, event)
+                )
+            self._targets[target.name] = _Target(target, interval)
+        return Watched(inner, cluster, target, self)
+
+    def release(self, name: str) -> None:
+        """`name` left the configuration (or was restarted): its watches may go."""
+        with self._lock:
+            self._targets.pop(name, None)
+            self._due.forget(name)
+        self._retire()
+
+    @contextmanager
+    def pass_of(self, name: str) -> Iterator[Callable[[PassResult], None]]:
+        """Around one pass of `name`: events meanwhile wait for it to end; yields where the
+        result goes, which counts corrections and fights."""
+        with self._lock:
+            state = self._targets.get(name)
+            if state is not None:
+                state.running, state.kinds, state.synced = True, set(), None
+        results: list[PassResult] = []
+        try:
+            yield results.append
+        finally:
+            self._ended(name, results[0] if results else None)
+
+    def _ended(self, name: str, result: PassResult | None) -> None:
+        now = self._clock.monotonic()
+        with self._lock:
+            state = self._targets.get(name)
+            if state is None:
+                return
+            state.running = False
+            deferred, state.deferred = state.deferred, []
+            drifted, state.drifted = state.drifted, {}
+        if result is not None:
+            self._count_corrections(name, state, result, drifted, now)
+        for event in deferred:
+            self._on_event(self._identity(state.settings), event, replayed=True)
+        self._retire()
+
+    def _count_corrections(
+        self,
+        name: str,
+        state: _Target,
+        result: PassResult,
+        drifted: Mapping[ResourceKey, float],
+        now: float,
+    ) -> None:
+        for entry in result.changes.entries:
+            arrived = drifted.get(entry.key)
+            if arrived is None or not entry.action.wrote:
+                continue
+            self.latency.labels(name).observe(max(time.monotonic() - arrived, 0.0))
+            fight = self._fights.corrected(entry.key, now)
+            if fight is None:
+                continue
+            drift = entry.drift
+            fields = list(drift.field_paths) if drift is not None else []
+            managers = sorted(
+                {o.manager for o in (drift.owners if drift else ()) if o.manager != FIELD_MANAGER}
+                | set(entry.lost_managers)
+            )
+            detail = {
+                "object": str(entry.key),
+                **entry.key.as_dict(),
+                "fields": fields,
+                "managers": managers,
+                "corrections": fight.corrections,
+                "window_seconds": self._fights.window,
+            }
+            log.warning("drift_fight", target=name, **detail)
+            if self._journal is not None:
+                try:
+                    self._journal.record_event(
+                        target=name, at=self._clock.time(), event="drift_fight", detail=detail
+                    )
+                except GitopsdError as error:
+                    log.warning("journal_failed", target=name, error=str(error))
+
+    def fights(self, name: str) -> list[dict[str, Any]]:
+        """The objects of `name` in a reported fight, for /status."""
+        now = self._clock.monotonic()
+        return [
+            {"object": str(f.key), "corrections": f.corrections}
+            for f in self._fights.fighting(now)
+            if self._owner_of(f.key) == name
+        ]
+
+    def status(self, name: str) -> dict[str, Any] | None:
+        """Whether `name`'s live state came from synced caches in its last pass, and fights."""
+        with self._lock:
+            state = self._targets.get(name)
+            if state is None:
+                return None
+            synced = state.synced
+        source = "cache" if synced else ("list" if synced is not None else "unknown")
+        return {"live_state": source, "fighting": self.fights(name)}
+
+    def problems(self) -> list[str]:
+        """Watches that cannot reach their API server, for /readyz."""
+        lines = []
+        with self._lock:
+            clusters = list(self._clusters.items())
+        for (kubeconfig, context), cluster in clusters:
+            lost = [w.info.kind for w in cluster.watches.all() if w.lost_since() is not None]
+            if lost:
+                where = f"{kubeconfig or 'in-cluster'}{f' ({context})' if context else ''}"
+                lines.append(f"watches on {where} reconnecting: {', '.join(sorted(lost))}")
+        return lines
+
+    # -- events ------------------------------------------------------------
+
+    def _on_event(
+        self, identity: tuple[Path | None, str | None], event: WatchEvent, replayed: bool = False
+    ) -> None:
+        with self._lock:
+            cluster = self._clusters.get(identity)
+            name = _owner(event)
+            state = self._targets.get(name) if name else None
+            if cluster is None or state is None or self._identity(state.settings) != identity:
+                return
+            if state.running and not replayed:
+                state.deferred.append(event)  # our own write may not be recorded yet
+                return
+        terminating = bool((event.obj.get("metadata") or {}).get("deletionTimestamp"))
+        if cluster.own.is_own(event.type, event.key, version_of(event.obj), terminating):
+            return
+        if not state.settings.watch.enabled:
+            return
+        now = self._clock.monotonic()
+        delay = max(
+            state.settings.watch.debounce_seconds,
+            self._fights.delay(event.key, now, state.interval),
+        )
+        with self._lock:
+            state.drifted.setdefault(event.key, event.arrived)
+            moved = self._due.add(name, now + delay)
+        log.debug("watch_drift", target=name, type=event.type, **event.key.as_dict())
+        if moved:
+            self._wake.set()
+
+    def _fire_loop(self) -> None:
+        while not self._closed.is_set():
+            with self._lock:
+                now = self._clock.monotonic()
+                ready = self._due.pop_due(now)
+                upcoming = self._due.next_due()
+            for name in ready:
+                self._fire(name)
+            wait = 3600.0 if upcoming is None else max(upcoming - now, 0.0)
+            if ready:
+                continue
+            if self._clock.wait(self._wake, wait):
+                self._wake.clear()
+
+    def _fire(self, name: str) -> None:
+        trigger = self._trigger
+        if trigger is None:
+            return
+        self.event_passes.labels(name).inc()
+        with contextlib.suppress(KeyError):  # removed by a reload meanwhile
+            trigger(name)
+
+    # -- helpers -----------------------------------------------------------
+
+    def _retire(self) -> None:
+        """Stop the watches of kinds no target on their cluster needs any more."""
+        with self._lock:
+            needed: dict[tuple[Path | None, str | None], set[tuple[str, str]]] = {}
+            for state in self._targets.values():
+                kinds = needed.setdefault(self._identity(state.settings), {_INVENTORY_KIND})
+                kinds |= state.kinds
+            clusters = list(self._clusters.items())
+        for identity, cluster in clusters:
+            stopped = cluster.watches.retain(needed.get(identity, set()) | {_INVENTORY_KIND})
+            if stopped:
+                log.info("watches_stopped", kinds=stopped)
+
+    def _identity(self, settings: TargetSettings) -> tuple[Path | None, str | None]:
+        return (settings.cluster.kubeconfig, settings.cluster.context)
+
+    def _owner_of(self, key: ResourceKey) -> str:
+        with self._lock:
+            clusters = list(self._clusters.values())
+        for cluster in clusters:
+            watch = cluster.watches.get(key.group, key.kind)
+            if watch is not None:
+                for obj in watch.objects():
+                    if key_of(obj, key.group) == key:
+                        return _owner_of_manifest(obj)
+        return ""
+
+    def note_kind(self, name: str, pair: tuple[str, str], synced: bool) -> None:
+        with self._lock:
+            state = self._targets.get(name)
+            if state is not None:
+                state.kinds.add(pair)
+                state.synced = synced if state.synced is None else state.synced and synced
+
+
+def _owner(event: WatchEvent) -> str:
+    return _owner_of_manifest(event.previous or event.obj) or _owner_of_manifest(event.obj)
+
+
+def _owner_of_manifest(manifest: Manifest | None) -> str:
+    labels = ((manifest or {}).get("metadata") or {}).get("labels") or {}
+    return str(labels.get(TARGET_LABEL, ""))
+
+
+class Watched:
+    """A ClusterAdapter for one target that reads from the watches when they are synced and
+    records its own writes, so the watches can tell them from drift."""
+
+    def __init__(
+        self, inner: ClusterAdapter, cluster: _Cluster, target: TargetSettings, hub: WatchHub
+    ) -> None:
+        self._inner, self._cluster, self._target, self._hub = inner, cluster, target, hub
+        self._memo: tuple[frozenset[tuple[str, str]], _Inventories] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def list_owned(
+        self, info: KindInfo, target: str, *args: Any, **kwargs: Any
+    ) -> list[LiveObject]:
+        watch = self._fresh(info)
+        if watch is None:
+            return self._inner.list_owned(info, target, *args, **kwargs)
+        return [
+            LiveObject(key_of(obj, info.group), obj)
+            for obj in watch.objects()
+            if _owner_of_manifest(obj) == target
+        ]
+
+    def load_inventories(
+        self, target: str
+    ) -> tuple[StoredInventory, Mapping[str, StoredInventory]]:
+        """As the inner adapter read them, again without a request while the watched
+        inventory ConfigMaps keep the versions they had then."""
+        info = self._inner.kind_info("v1", "ConfigMap")
+        watch = self._fresh(info) if info is not None else None
+        if watch is None:
+            return self._inner.load_inventories(target)
+        namespace = self._target.inventory_namespace
+        before = _inventory_versions(watch.objects(), namespace)
+        if self._memo is not None and self._memo[0] == before:
+            return self._memo[1]
+        loaded = self._inner.load_inventories(target)
+        after = _inventory_versions(watch.objects(), namespace)
+        if after == before and _matches(loaded, target, after):
+            self._memo = (after, loaded)
+        return loaded
+
+    def apply(self, manifest: Manifest, *, dry_run: bool, force: bool) -> ApplyResult:
+        result = self._inner.apply(manifest, dry_run=dry_run, force=force)
+        if not dry_run:
+            key = key_of(result.manifest, group_of(str(manifest["apiVersion"])))
+            self._cluster.own.wrote(key, version_of(result.manifest))
+        return result
+
+    def delete(self, info: KindInfo, key: ResourceKey) -> None:
+        self._cluster.own.deleting(key)
+        self._inner.delete(info, key)
+
+    def release(self, info: KindInfo, key: ResourceKey) -> None:
+        self._cluster.own.deleting(key)  # without our labels it leaves the watch: DELETED
+        self._inner.release(info, key)
+
+    def save_inventory(self, target: str, inventory: Any, version: str) -> str:
+        saved = self._inner.save_inventory(target, inventory, version)
+        key = ResourceKey("", "ConfigMap", self._target.inventory_namespace, inventory_name(target))
+        self._cluster.own.wrote(key, int(saved) if saved.isdigit() else 0)
+        return saved
+
+    def _fresh(self, info: KindInfo) -> KindWatch | None:
+        """The kind's watch when its cache can answer now (synced, our writes seen)."""
+        pair = (info.group, info.kind)
+        watch = self._cluster.watches.watch(info)
+        own = self._cluster.own
+        fresh = watch.wait_fresh(
+            lambda w: own.caught_up(pair, w.seen, w.held_unlocked()), CATCH_UP_SECONDS
+        )
+        self._hub.note_kind(self._target.name, pair, fresh)
+        return watch if fresh else None
+
+
+def _inventory_versions(objects: Iterable[Manifest], namespace: str) -> frozenset[tuple[str, str]]:
+    """(name, resourceVersion) of every labelled inventory ConfigMap in `namespace`."""
+    found = set()
+    for obj in objects:
+        metadata = obj.get("metadata") or {}
+        if metadata.get("namespace") == namespace and INVENTORY_LABEL in (
+            metadata.get("labels") or {}
+        ):
+            found.add((str(metadata.get("name")), str(metadata.get("resourceVersion"))))
+    return frozenset(found)
+
+
+def _matches(loaded: _Inventories, target: str, versions: frozenset[tuple[str, str]]) -> bool:
+    """Whether what a list returned is what the cache holds (no write came between)."""
+    cached = dict(versions)
+    own, others = loaded
+    if own.version != cached.get(inventory_name(target), ""):
+        return False
+    return all(s.version == cached.get(inventory_name(o), "") for o, s in others.items())
+
+
+class _StateCollector(Collector):
+    """Watch gauges and counters read at scrape time from the watches themselves."""
+
+    def __init__(self, hub: WatchHub) -> None:
+        self._hub = hub
+
+    def collect(self) -> Iterator[Any]:
+        open_ = GaugeMetricFamily(
+            "gitopsd_watches_open", "Watches synced and streaming", labels=["cluster"]
+        )
+        objects = GaugeMetricFamily(
+            "gitopsd_watch_cache_objects", "Objects held by the watch caches", labels=["cluster"]
+        )
+        events = CounterMetricFamily(
+            "gitopsd_watch_events", "Watch events received, by type", labels=["cluster", "type"]
+        )
+        relists = CounterMetricFamily(
+            "gitopsd_watch_relists", "Relists after 410 Gone", labels=["cluster"]
+        )
+        with self._hub._lock:
+            clusters = list(self._hub._clusters.items())
+        for (kubeconfig, context), cluster in clusters:
+            name = f"{kubeconfig or 'in-cluster'}{f'#{context}' if context else ''}"
+            watches = cluster.watches.all()
+            open_.add_metric([name], sum(w.state is WatchState.SYNCED for w in watches))
+            objects.add_metric([name], sum(len(w.objects()) for w in watches))
+            stats = cluster.watches.stats.snapshot()
+            for kind in ("added", "modified", "deleted", "bookmark"):
+                events.add_metric([name, kind.upper()], stats.get(f"events_{kind}", 0))
+            relists.add_metric([name], stats.get("relists", 0))
+        yield from (open_, objects, events, relists)
