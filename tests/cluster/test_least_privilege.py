@@ -4,14 +4,11 @@ bound in two namespaces (issue 11)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 
 from gitopsd.adapters.kubernetes import KubernetesAdapter
@@ -21,76 +18,14 @@ from gitopsd.errors import ForbiddenError
 from gitopsd.passresult import PassOutcome
 from gitopsd.reconcile import Reconciler
 from tests.support.cluster import ControlPlane
+from tests.support.rbac_grant import Grant, granted, rbac_documents
 from tests.support.sources import FilesSource
-
-RBAC_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "rbac" / "gitopsd-rbac.yaml"
-
-
-@dataclass
-class Grant:
-    """Two namespaces the service account may use, one it may not, and its kubeconfig."""
-
-    namespaces: tuple[str, str, str]
-    kubeconfig: Path
-    user: str
-
-
-def _rbac_documents(name: str, namespace: str, account: str, home: str) -> list[dict[str, Any]]:
-    text = RBAC_EXAMPLE.read_text()
-    for placeholder, value in (
-        ("SERVICE_ACCOUNT_NAMESPACE", home),
-        ("SERVICE_ACCOUNT", account),
-        ("NAMESPACE", namespace),
-        ("NAME", name),
-    ):
-        text = text.replace(placeholder, value)
-    return list(yaml.safe_load_all(text))
 
 
 @pytest.fixture
 def grant(cluster: ControlPlane, api_client: Any, tmp_path: Path) -> Iterator[Grant]:
-    unique = uuid.uuid4().hex[:8]
-    core, rbac = client.CoreV1Api(api_client), client.RbacAuthorizationV1Api(api_client)
-    spaces = (f"lp-a-{unique}", f"lp-b-{unique}", f"lp-c-{unique}")
-    for space in spaces:
-        core.create_namespace({"metadata": {"name": space}})
-    account, name = "gitopsd", f"gitopsd-{unique}"
-    core.create_namespaced_service_account(spaces[0], {"metadata": {"name": account}})
-    for space in spaces[:2]:
-        role, binding = _rbac_documents(name, space, account, spaces[0])
-        if space == spaces[0]:
-            rbac.create_cluster_role(role)
-        rbac.create_namespaced_role_binding(space, binding)
-    token = core.create_namespaced_service_account_token(
-        account, spaces[0], {"spec": {"expirationSeconds": 3600}}
-    ).status.token
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": "test",
-                        "cluster": {
-                            "server": cluster.url,
-                            "certificate-authority": str(cluster.workdir / "ca.crt"),
-                        },
-                    }
-                ],
-                "users": [{"name": "sa", "user": {"token": token}}],
-                "contexts": [{"name": "test", "context": {"cluster": "test", "user": "sa"}}],
-                "current-context": "test",
-            }
-        )
-    )
-    try:
-        yield Grant(spaces, kubeconfig, f"system:serviceaccount:{spaces[0]}:{account}")
-    finally:
-        rbac.delete_cluster_role(name)
-        for space in spaces:
-            core.delete_namespace(space)
+    with granted(cluster, api_client, tmp_path) as made:
+        yield made
 
 
 def _configmap(name: str, namespace: str, value: str) -> str:
@@ -188,7 +123,7 @@ def test_a_third_namespace_fails_naming_the_rule_and_writes_nothing(
 def test_the_documented_rules_are_what_a_target_needs() -> None:
     """Every verb the example grants is one a pass needs, and the reverse (prune and adopt on,
     as by default); the cluster test above proves the grant suffices."""
-    role = _rbac_documents("n", "ns", "sa", "home")[0]
+    role = rbac_documents("n", "ns", "sa", "home")[0]
     granted = {
         Permission(group, resource, "ns", verb)
         for rule in role["rules"]
