@@ -27,10 +27,10 @@ from gitopsd.leases import (
     Observer,
     Step,
     alive_by_wall_clock,
+    assignment,
     fresh_heartbeats,
     heartbeat_name,
     may_write,
-    owner_of,
     target_lease_name,
     target_of,
     target_step,
@@ -125,6 +125,14 @@ class Coordinator:
                 "reconciles it"
             )
 
+    def owned(self, names: list[str], *, single: bool) -> list[str]:
+        """Those of `names` this replica holds; for one name held elsewhere, NotOwnerError."""
+        mine = [name for name in names if self.owns(name)]
+        if single and not mine:
+            holder = self.holder(names[0]) or "no replica yet"
+            raise NotOwnerError(f"not owner, owned by {holder}")
+        return mine
+
     def holder(self, target: str) -> str:
         with self._lock:
             lease = self._leases.get(target_lease_name(target))
@@ -149,14 +157,17 @@ class Coordinator:
 
     # -- the loop -------------------------------------------------------------
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="gitopsd-leases", daemon=True)
+    def start(self, *, targets: bool = True) -> None:
+        """Run rounds every retry_period on a thread; `targets=False` (--once) only beats."""
+        self._thread = threading.Thread(
+            target=self._loop, args=(targets,), name="gitopsd-leases", daemon=True
+        )
         self._thread.start()
 
-    def _loop(self) -> None:
+    def _loop(self, targets: bool) -> None:
         while not self._halt.is_set():
             try:
-                self.tick()
+                self.tick(targets=targets)
             except Exception:  # a bug must not end the heartbeat: fencing stops writes anyway
                 log.exception("lease_round_crashed")
             self._clock.wait(self._halt, self._times.retry_period)
@@ -231,9 +242,10 @@ class Coordinator:
         self, wanted: frozenset[str], live: frozenset[str], members: frozenset[str]
     ) -> None:
         listed = {t for name in self._leases if (t := target_of(name)) is not None}
+        owners = assignment(wanted, members)
         for target in sorted(wanted | listed):
             lease = self._leases.get(target_lease_name(target))
-            desired = owner_of(target, members) if target in wanted else None
+            desired = owners.get(target)
             with self._lock:
                 held = target in self._held
             step = target_step(self.identity, desired, lease, held, live)

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import math
 import re
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 HEARTBEAT_PREFIX = "gitopsd-replica-"
@@ -70,14 +72,27 @@ def target_of(lease_name: str) -> str | None:
     return lease_name.removeprefix(TARGET_PREFIX) if lease_name.startswith(TARGET_PREFIX) else None
 
 
-def owner_of(target: str, replicas: Iterable[str]) -> str | None:
-    """Rendezvous hashing: the replica scoring highest for `target`; when one joins or
-    leaves, only the targets it wins or held move."""
+def _score(replica: str, target: str) -> bytes:
+    return hashlib.sha256(f"{replica}\0{target}".encode()).digest()
 
-    def score(replica: str) -> tuple[bytes, str]:
-        return hashlib.sha256(f"{replica}\0{target}".encode()).digest(), replica
 
-    return max(replicas, key=score, default=None)
+def assignment(targets: Iterable[str], replicas: Iterable[str]) -> dict[str, str | None]:
+    """Rendezvous hashing with bounded loads: each (target, replica) pair scored by a hash,
+    best pairs first, no replica above ceil(targets / replicas). Every replica computing it
+    from the same members gets the same answer; a replica joining or leaving moves about
+    its share of targets and few more; 3 replicas with 9 targets hold 3 each."""
+    names, members = sorted(set(targets)), sorted(set(replicas))
+    if not members:
+        return dict.fromkeys(names)
+    cap = math.ceil(len(names) / len(members))
+    pairs = sorted(((_score(r, t), r, t) for r in members for t in names), reverse=True)
+    owners: dict[str, str | None] = {}
+    load: Counter[str] = Counter()
+    for _, replica, target in pairs:
+        if target not in owners and load[replica] < cap:
+            owners[target] = replica
+            load[replica] += 1
+    return owners
 
 
 def may_write(renewed_at: float | None, now: float, times: LeaseTimes) -> bool:
@@ -155,9 +170,3 @@ def target_step(
     if holder in ("", me) or holder not in live:
         return Step.ACQUIRE
     return Step.NONE  # another live replica holds it: it releases it, or expires
-
-
-def assignment(targets: Iterable[str], replicas: Iterable[str]) -> Mapping[str, str | None]:
-    """The owner of each target among `replicas` (None when there is none)."""
-    members = tuple(replicas)
-    return {target: owner_of(target, members) for target in targets}

@@ -16,7 +16,6 @@ from gitopsd.leases import (
     fresh_heartbeats,
     heartbeat_name,
     may_write,
-    owner_of,
     target_step,
 )
 
@@ -24,29 +23,34 @@ TIMES = LeaseTimes(lease_duration=15.0, renew_deadline=10.0, retry_period=2.0)
 TARGETS = [f"target-{n}" for n in range(300)]
 
 
-def test_rendezvous_spreads_targets_about_evenly() -> None:
-    owners = Counter(assignment(TARGETS, ["a", "b", "c"]).values())
-    assert set(owners) == {"a", "b", "c"}
-    assert all(80 <= count <= 120 for count in owners.values()), owners
+@pytest.mark.parametrize("count", [9, 30, 300])
+def test_every_replica_holds_its_share(count: int) -> None:
+    owners = Counter(assignment(TARGETS[:count], ["a", "b", "c"]).values())
+    assert sorted(owners.values()) == [count // 3] * 3
 
 
-def test_a_replica_joining_moves_only_the_targets_it_wins() -> None:
-    before = assignment(TARGETS, ["a", "b", "c"])
-    after = assignment(TARGETS, ["a", "b", "c", "d"])
-    moved = [t for t in TARGETS if before[t] != after[t]]
-    assert all(after[t] == "d" for t in moved)
-    assert 50 <= len(moved) <= 100  # about a quarter
+@pytest.mark.parametrize("count", [9, 30, 300])
+def test_a_replica_joining_takes_its_share_and_little_else_moves(count: int) -> None:
+    targets = TARGETS[:count]
+    before = assignment(targets, ["a", "b", "c"])
+    after = assignment(targets, ["a", "b", "c", "d"])
+    moved = [t for t in targets if before[t] != after[t]]
+    to_new = [t for t in moved if after[t] == "d"]
+    assert count // 4 - 1 <= len(to_new) <= -(-count // 4)
+    assert len(moved) <= len(to_new) + max(2, count // 20)
 
 
-def test_a_replica_leaving_moves_only_its_own_targets() -> None:
+def test_a_replica_leaving_moves_its_targets_and_little_else() -> None:
     before = assignment(TARGETS, ["a", "b", "c"])
     after = assignment(TARGETS, ["a", "b"])
-    assert all(before[t] == "c" for t in TARGETS if before[t] != after[t])
+    moved = [t for t in TARGETS if before[t] != after[t]]
+    assert {t for t in TARGETS if before[t] == "c"} <= set(moved)
+    assert len(moved) <= 100 + 15
 
 
 def test_assignment_does_not_depend_on_the_order_replicas_are_listed() -> None:
     assert assignment(TARGETS, ["c", "a", "b"]) == assignment(TARGETS, ["a", "b", "c"])
-    assert owner_of("x", []) is None
+    assert assignment(["x"], []) == {"x": None}
 
 
 @pytest.mark.parametrize(
