@@ -120,7 +120,7 @@ class Metrics:
             self.throttled.labels(target).inc(result.throttled)
         failed = result.outcome is PassOutcome.FAILED
         self.failing.labels(target).set(1 if failed else 0)
-        if not failed:
+        if not failed and result.outcome is not PassOutcome.WAITING:  # waiting: did not run
             self.last_success.labels(target).set(result.started_at + result.duration_seconds)
         if isinstance(result.error, SourceError):
             self.fetch_errors.labels(target).inc()
@@ -137,8 +137,9 @@ class Metrics:
             self._set_health(result)
 
     def _set_health(self, result: PassResult) -> None:
+        health = result.workload_health  # waited for, or the last known (no `wait`)
         for outcome in (PassOutcome.HEALTHY, PassOutcome.PROGRESSING, PassOutcome.DEGRADED):
-            value = 1 if result.outcome is outcome else 0
+            value = 1 if health is outcome else 0
             self.target_health.labels(result.target, outcome.value).set(value)
         now = {
             (o.key.kind, o.key.namespace, o.key.name, o.health.status.value)

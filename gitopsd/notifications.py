@@ -34,13 +34,22 @@ class EventType(enum.Enum):
     DRIFT_CORRECTED = "drift_corrected"
     PASS_FAILED = "pass_failed"
     TARGET_RECOVERED = "target_recovered"
+    HEALTH_CHANGED = "health_changed"  # a workload went to or from progressing/degraded/waiting
     # Named so configurations can be written against them; no pass produces them yet.
-    HEALTH_CHANGED = "health_changed"
     DRIFT_FIGHT = "drift_fight"
     LEASE_LOST = "lease_lost"
 
 
-EMITTED = frozenset({EventType.DRIFT_CORRECTED, EventType.PASS_FAILED, EventType.TARGET_RECOVERED})
+EMITTED = frozenset(
+    {
+        EventType.DRIFT_CORRECTED,
+        EventType.PASS_FAILED,
+        EventType.TARGET_RECOVERED,
+        EventType.HEALTH_CHANGED,
+    }
+)
+# The coarse healths (status.health_of) that say a workload is not up.
+_NOT_UP = frozenset({"progressing", "degraded", "waiting"})
 
 
 class Forge(enum.Enum):
@@ -77,6 +86,7 @@ class Event:
     error: str | None = None
     health: str = "ok"
     previous_health: str | None = None
+    reason: str = ""  # health_changed: the worst object, or the dependency waited for
 
     @property
     def commit(self) -> str | None:
@@ -98,6 +108,17 @@ def pass_events(
         failed = tuple(e for e in result.changes.entries if e.action is Action.FAILED)
         error = str(result.error) if result.error is not None else "failed"
         events.append(replace(base, objects=failed, error=error, health=health))
+    if change is not None and {change.previous, change.current} & _NOT_UP:
+        why = result.waiting_for or result.health_reason
+        events.append(
+            replace(
+                base,
+                type=EventType.HEALTH_CHANGED,
+                health=change.current,
+                previous_health=change.previous,
+                reason=why,
+            )
+        )
     written = tuple(e for e in result.changes.entries if e.action.wrote)
     if written and not dry_run and result.outcome.applied:
         events.append(replace(base, type=EventType.DRIFT_CORRECTED, objects=written))
@@ -138,7 +159,14 @@ def describe(event: Event) -> str:
         return f"{event.target}: pass failed{where}: {one_line(event.error or 'failed')}"
     if event.type is EventType.TARGET_RECOVERED:
         return f"{event.target}: recovered{where} (was {event.previous_health})"
+    if event.type is EventType.HEALTH_CHANGED:
+        why = f": {one_line(event.reason)}" if event.reason else ""
+        return f"{event.target}: {_health_move(event)}{where}{why}"
     return f"{event.target}: {event.type.value}{where}"
+
+
+def _health_move(event: Event) -> str:
+    return f"health {event.previous_health} -> {event.health}"
 
 
 def state_description(result: PassResult) -> str:
@@ -157,6 +185,8 @@ def dedupe_key(event: Event) -> str:
         for e in event.objects
     ]
     parts = [event.type.value, event.target, event.commit, event.error, event.previous_health]
+    if event.type is EventType.HEALTH_CHANGED:  # a move to another health says something new
+        parts += [event.health, event.reason]
     text = json.dumps([*parts, objects], default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -283,6 +313,7 @@ _SLACK_ICONS = {
     EventType.DRIFT_CORRECTED: ":wrench:",
     EventType.PASS_FAILED: ":x:",
     EventType.TARGET_RECOVERED: ":white_check_mark:",
+    EventType.HEALTH_CHANGED: ":hourglass:",
 }
 
 
@@ -320,6 +351,9 @@ def _headline(event: Event) -> str:
         return f"pass failed: {_clip(one_line(event.error or 'failed'), 500)}"
     if event.type is EventType.TARGET_RECOVERED:
         return f"recovered (was {event.previous_health})"
+    if event.type is EventType.HEALTH_CHANGED:
+        why = f": {_clip(one_line(event.reason), 500)}" if event.reason else ""
+        return f"{_health_move(event)}{why}"
     return str(event.type.value)
 
 

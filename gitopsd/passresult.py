@@ -19,6 +19,8 @@ class PassOutcome(enum.Enum):
     HEALTHY = "healthy"
     PROGRESSING = "progressing"  # health_timeout ran out with an object still InProgress
     DEGRADED = "degraded"  # an object Failed
+    # `depends_on`: a dependency is not ready, so the pass did not run (no failure).
+    WAITING = "waiting"
 
     @property
     def in_sync(self) -> bool:
@@ -29,6 +31,11 @@ class PassOutcome(enum.Enum):
     def applied(self) -> bool:
         """The pass applied its revision (converged, or waited on afterwards)."""
         return self in _APPLIED and self is not PassOutcome.IN_SYNC
+
+    @property
+    def waited(self) -> bool:
+        """A pass that waited for its objects' health (`wait: true`) and ended with it."""
+        return self in (PassOutcome.HEALTHY, PassOutcome.PROGRESSING, PassOutcome.DEGRADED)
 
     @property
     def unhealthy(self) -> bool:
@@ -84,7 +91,9 @@ class PassResult:
     duration_seconds: float
     previews: tuple[ObjectPreview, ...] = ()
     requests: dict[str, int] = field(default_factory=dict)
-    health: tuple[ObjectStatus, ...] = ()  # every declared object, when the target waits
+    # Every declared object: waited for (`wait: true`), else as read once after the writes.
+    health: tuple[ObjectStatus, ...] = ()
+    waiting_for: str = ""  # outcome WAITING: which dependency is not ready, and why
 
     @classmethod
     def failed(
@@ -92,6 +101,28 @@ class PassResult:
     ) -> PassResult:
         """A pass that failed before it read anything (no revision, no changes)."""
         return cls(target, PassOutcome.FAILED, None, ChangeSet(), None, error, at, duration)
+
+    @classmethod
+    def waiting(cls, target: str, reason: str, at: float) -> PassResult:
+        """A pass not run because a dependency is not ready (`reason` says which, and why)."""
+        return cls(
+            target, PassOutcome.WAITING, None, ChangeSet(), None, None, at, 0.0, waiting_for=reason
+        )
+
+    @property
+    def workload_health(self) -> PassOutcome | None:
+        """HEALTHY, PROGRESSING or DEGRADED from the objects' health; None when none was read.
+
+        A waiting pass's outcome; for a target that does not wait, its objects' last known
+        health (InProgress right after a write is usual: nothing waited for it)."""
+        if self.outcome.waited:
+            return self.outcome
+        if not self.health:
+            return None
+        statuses = {o.health.status for o in self.health}
+        if Health.FAILED in statuses:
+            return PassOutcome.DEGRADED
+        return PassOutcome.HEALTHY if statuses == {Health.CURRENT} else PassOutcome.PROGRESSING
 
     @property
     def throttled(self) -> int:

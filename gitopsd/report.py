@@ -79,8 +79,8 @@ class PassReporter:
 
     def _journal_health(self, result: PassResult) -> None:
         """`health_changed` once per change of a waiting pass's outcome (from, to, reason)."""
-        if self._journal is None or not result.health:
-            return
+        if self._journal is None or not result.outcome.waited:
+            return  # a target without `wait` reports its last known health, not journaled
         if self._health is None:  # after a restart: the last change journaled, if any
             changes = [
                 e for e in self._journal.events(result.target) if e["event"] == "health_changed"

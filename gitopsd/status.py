@@ -24,7 +24,7 @@ log = structlog.get_logger(__name__)
 
 def health_of(outcome: PassOutcome, error: BaseException | None) -> str:
     """A coarse state whose changes are worth one log line: ok, source_down, cluster_down, ..."""
-    if outcome.unhealthy:  # applied, but a waiting target's objects are not all up
+    if outcome.unhealthy or outcome is PassOutcome.WAITING:  # the workload is not up
         return outcome.value
     if outcome is not PassOutcome.FAILED:
         return "ok"
@@ -54,7 +54,8 @@ class TargetStatus:
     health: str = "unknown"
     running_since: float | None = None
     last_failure: dict[str, Any] | None = None  # kept after recovery: at, revision, error in full
-    unhealthy: list[dict[str, str]] | None = None  # a waiting target's objects not Current
+    unhealthy: list[dict[str, str]] | None = None  # declared objects not Current, last known
+    waiting_for: str | None = None  # outcome WAITING: the dependency not ready, and why
 
     @property
     def failed(self) -> bool:
@@ -62,6 +63,11 @@ class TargetStatus:
 
     def record(self, result: PassResult) -> str | None:
         """Take in one finished pass; the previous health when it changed, else None."""
+        self.waiting_for = result.waiting_for or None
+        if result.outcome is PassOutcome.WAITING:  # not run: all else stays as it was
+            self.outcome, self.running_since = result.outcome, None
+            previous, self.health = self.health, "waiting"
+            return previous if previous != self.health else None
         self.outcome, self.started_at = result.outcome, result.started_at
         self.duration_seconds, self.writes = result.duration_seconds, result.changes.writes
         self.running_since = None
@@ -110,6 +116,7 @@ class TargetStatus:
             "next_run_at": next_run_at,
             "last_failure": self.last_failure,
             "unhealthy_objects": self.unhealthy,
+            "waiting_for": self.waiting_for,
         }
 
 
@@ -179,6 +186,22 @@ class StatusBoard:
                 for s in self._targets.values()
                 if s.failed
             ]
+
+    def not_up(self) -> list[str]:
+        """Why workloads are not up (`http.ready_requires_healthy`): one line per target
+        whose objects are degraded or progressing, or that waits for a dependency."""
+        with self._lock:
+            statuses = [replace(s) for s in self._targets.values()]
+        lines = []
+        for s in statuses:
+            if s.health not in ("progressing", "degraded", "waiting"):
+                continue
+            worst = (s.unhealthy or [{}])[0]
+            why = s.waiting_for or (
+                f"{worst['kind']} {worst['name']}: {worst['reason']}" if worst else ""
+            )
+            lines.append(failure_line(s.name, f"{s.health}: {why}" if why else s.health))
+        return lines
 
     def running_longer_than(self, seconds: float) -> bool:
         now = self._clock.time()

@@ -84,6 +84,7 @@ def test_status_of_a_pass() -> None:
         "revision_author": "Ada",
         "last_failure": None,
         "unhealthy_objects": None,  # the target does not wait for health
+        "waiting_for": None,  # no depends_on holding it back
     }
 
 
