@@ -37,7 +37,22 @@ def render(
     namespaced: Namespaced,
 ) -> tuple[DesiredObject, ...]:
     """Every object the files declare, labelled for `target`, namespaces resolved, no duplicates."""
-    documents = list(_documents(files))
+    return render_documents(
+        list(documents(files)),
+        default_namespace=default_namespace,
+        target=target,
+        namespaced=namespaced,
+    )
+
+
+def render_documents(
+    documents: Sequence[tuple[str, str, Manifest]],
+    *,
+    default_namespace: str,
+    target: str,
+    namespaced: Namespaced,
+) -> tuple[DesiredObject, ...]:
+    """As `render`, for (where, origin, manifest) triples: a renderer tool's output."""
     crd_scopes = _crd_scopes(documents)
     seen: dict[ResourceKey, str] = {}
     result = []
@@ -53,24 +68,28 @@ def render(
     return tuple(result)
 
 
-def _documents(files: Sequence[SourceFile]) -> Iterator[tuple[str, str, Manifest]]:
+def documents(files: Sequence[SourceFile]) -> Iterator[tuple[str, str, Manifest]]:
     """(where, origin, manifest) for every non-empty document, `kind: List` expanded."""
     for file in sorted(files, key=lambda f: f.path):
         # Same rule as the tree reader: `app.YAML` is a manifest, never silently skipped.
-        if not file.path.lower().endswith(MANIFEST_SUFFIXES):
-            continue
-        for index, data in read_documents(file):
-            where = f"{file.path} document {index}"
-            if not isinstance(data, dict):
-                raise RenderError(f"{where}: is a {_type_name(data)}, not a mapping")
-            if data.get("kind") == "List" and isinstance(data.get("items"), list):
-                for position, item in enumerate(data["items"]):
-                    item_where = f"{where} items[{position}]"
-                    if not isinstance(item, dict):
-                        raise RenderError(f"{item_where}: is a {_type_name(item)}, not a mapping")
-                    yield item_where, f"{file.path}#{index}.items[{position}]", item
-            else:
-                yield where, f"{file.path}#{index}", data
+        if file.path.lower().endswith(MANIFEST_SUFFIXES):
+            yield from stream_documents(file)
+
+
+def stream_documents(file: SourceFile) -> Iterator[tuple[str, str, Manifest]]:
+    """(where, origin, manifest) for the documents of one file or one tool's output."""
+    for index, data in read_documents(file):
+        where = f"{file.path} document {index}"
+        if not isinstance(data, dict):
+            raise RenderError(f"{where}: is a {_type_name(data)}, not a mapping")
+        if data.get("kind") == "List" and isinstance(data.get("items"), list):
+            for position, item in enumerate(data["items"]):
+                item_where = f"{where} items[{position}]"
+                if not isinstance(item, dict):
+                    raise RenderError(f"{item_where}: is a {_type_name(item)}, not a mapping")
+                yield item_where, f"{file.path}#{index}.items[{position}]", item
+        else:
+            yield where, f"{file.path}#{index}", data
 
 
 def _type_name(value: Any) -> str:

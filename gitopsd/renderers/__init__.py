@@ -1,0 +1,216 @@
+"""Choose and run a target's renderer: plain YAML, `kustomize build` or `helm template`.
+
+Plain YAML is rendered from the files the source stage read, as before. kustomize and
+Helm need the repository as a directory: the source writes the commit out (checkout),
+the tool runs on it under a deadline and an output cap, and its output goes through the
+same validation as plain YAML. Any failure refuses the whole revision with one
+RenderError naming the target, the renderer, the path and the tool's own error line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from gitopsd.config import TargetSettings
+from gitopsd.errors import RenderError
+from gitopsd.model import DesiredObject, Manifest, Revision, SourceFile
+from gitopsd.render import Namespaced, documents, render_documents, stream_documents
+from gitopsd.renderconfig import RenderKind, RenderSettings
+from gitopsd.renderers.helm import (
+    Capabilities,
+    HelmInput,
+    check_dependencies,
+    helm_argv,
+    helm_env,
+    write_inline_values,
+)
+from gitopsd.renderers.kustomize import KUSTOMIZATION_FILES, KustomizeCheck, kustomize_argv
+from gitopsd.renderers.run import ToolCall, base_env, identity, run_tool
+from gitopsd.renderers.substitute import Variables, read_variables, substitute
+
+# Writes the repository at the revision into a directory; returns the symlinks left out.
+Checkout = Callable[[Path], frozenset[str]]
+
+__all__ = ["Capabilities", "RenderJob", "choose", "fingerprint", "job_for", "render_target"]
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    """Everything one render of one target needs, I/O handed in as callables."""
+
+    target: TargetSettings
+    files: Sequence[SourceFile]  # the manifests under `path` (the plain renderer's input)
+    namespaced: Namespaced
+    checkout: Checkout | None = None  # None: the source cannot write a checkout
+    capabilities: Callable[[], Capabilities] | None = None
+
+
+def job_for(
+    target: TargetSettings,
+    files: Sequence[SourceFile],
+    namespaced: Namespaced,
+    source: object,
+    adapter: object,
+    revision: Revision,
+) -> RenderJob:
+    """A RenderJob whose checkout and capabilities come from the source and the adapter,
+    when they offer them (`checkout`, `capabilities`; test doubles may not)."""
+    write = getattr(source, "checkout", None)
+    discover = getattr(adapter, "capabilities", None)
+
+    def checkout(directory: Path) -> frozenset[str]:
+        assert write is not None
+        result: frozenset[str] = write(revision, directory)
+        return result
+
+    def capabilities() -> Capabilities:
+        assert discover is not None
+        version, api_versions = discover()
+        return Capabilities(str(version), tuple(api_versions))
+
+    return RenderJob(
+        target,
+        files,
+        namespaced,
+        checkout=checkout if write is not None else None,
+        capabilities=capabilities if discover is not None else None,
+    )
+
+
+def choose(settings: RenderSettings, files: Sequence[SourceFile]) -> RenderKind:
+    """The renderer `auto` means for these files: kustomize, Helm, else plain YAML."""
+    if settings.kind is not RenderKind.AUTO:
+        return settings.kind
+    if settings.helm.chart is not None:
+        return RenderKind.HELM
+    names = {file.path for file in files}
+    if names & set(KUSTOMIZATION_FILES):
+        return RenderKind.KUSTOMIZE
+    if "Chart.yaml" in names:
+        return RenderKind.HELM
+    return RenderKind.PLAIN
+
+
+def fingerprint(target: TargetSettings) -> str:
+    """A digest of what a render reads besides the commit: settings, tools, variables.
+
+    Tools are identified by their file (path, size, mtime), so a cached render is
+    re-used without running anything, and replacing a tool renders again.
+    """
+    settings = target.render
+    inputs = {
+        "settings": json.dumps(asdict(settings), sort_keys=True, default=str),
+        "kustomize": identity(kustomize_argv(settings.kustomize_tool, Path("."))[0]),
+        "helm": identity(settings.helm_tool or "helm"),
+        "variables": read_variables(settings, target.name).digest() if settings.substitutes else "",
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def render_target(job: RenderJob) -> tuple[DesiredObject, ...]:
+    """The target's objects at this revision, whichever renderer it uses."""
+    settings = job.target.render
+    kind = choose(settings, job.files)
+    variables = read_variables(settings, job.target.name) if settings.substitutes else None
+    namespace = job.target.namespace
+    if kind is RenderKind.PLAIN:
+        found = list(documents(job.files))
+    else:
+        if kind is RenderKind.HELM:
+            namespace = settings.helm.namespace or namespace
+        found = _tool_documents(job, kind)
+    if variables is not None:
+        found = [(w, o, _substituted(m, variables, w)) for w, o, m in found]
+    return render_documents(
+        found, default_namespace=namespace, target=job.target.name, namespaced=job.namespaced
+    )
+
+
+def _substituted(manifest: Manifest, variables: Variables, where: str) -> Manifest:
+    name = (manifest.get("metadata") or {}).get("name") if isinstance(manifest, dict) else None
+    return substitute(manifest, variables, f"{where} ({manifest.get('kind')} {name})")
+
+
+def describe(target: TargetSettings, kind: RenderKind) -> str:
+    """`target web: kustomize render of overlays/prod`, the start of every render error."""
+    return f"target {target.name}: {kind.value} render of {target.source.path}"
+
+
+def _tool_documents(job: RenderJob, kind: RenderKind) -> list[tuple[str, str, Manifest]]:
+    what = describe(job.target, kind)
+    if job.checkout is None:
+        raise RenderError(
+            f"{what}: needs the Git repository written out, which this source cannot do"
+        )
+    work = Path(tempfile.mkdtemp(prefix="gitopsd-render-"))
+    try:
+        checkout = work / "repo"
+        checkout.mkdir(mode=0o700)
+        escaping = job.checkout(checkout)
+        home = work / "home"
+        home.mkdir(mode=0o700)
+        if kind is RenderKind.KUSTOMIZE:
+            output = _kustomize(job, checkout, escaping, home, what)
+        else:
+            output = _helm(job, checkout, home, what)
+        label = f"{kind.value} output of {job.target.source.path}"
+        return list(stream_documents(SourceFile(label, output)))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _kustomize(
+    job: RenderJob, checkout: Path, escaping: frozenset[str], home: Path, what: str
+) -> bytes:
+    settings = job.target.render
+    path = job.target.source.path
+    KustomizeCheck(checkout, what, allow_remote=settings.allow_remote, escaping=escaping).check(
+        path
+    )
+    directory = checkout / path
+    return run_tool(
+        ToolCall(
+            argv=kustomize_argv(settings.kustomize_tool, directory),
+            cwd=directory,
+            describe=what,
+            timeout_seconds=settings.timeout_seconds,
+            max_output_bytes=settings.max_output_bytes,
+            env=base_env(home),
+        )
+    )
+
+
+def _helm(job: RenderJob, checkout: Path, home: Path, what: str) -> bytes:
+    settings = job.target.render
+    helm = settings.helm
+    chart = checkout / job.target.source.path
+    if not (chart / "Chart.yaml").is_file():
+        raise RenderError(f"{what}: no Chart.yaml at {job.target.source.path!r}")
+    check_dependencies(chart, what)
+    helm_input = HelmInput(
+        chart=chart,
+        checkout=checkout,
+        target_path=job.target.source.path,
+        release=helm.release or job.target.name,
+        namespace=helm.namespace or job.target.namespace,
+        settings=helm,
+    )
+    capabilities = job.capabilities() if job.capabilities is not None else None
+    inline = write_inline_values(helm, home)
+    argv = helm_argv(settings.helm_tool or "helm", helm_input, capabilities, inline, what)
+    return run_tool(
+        ToolCall(
+            argv=argv,
+            cwd=checkout,
+            describe=what,
+            timeout_seconds=settings.timeout_seconds,
+            max_output_bytes=settings.max_output_bytes,
+            env={**base_env(home), **helm_env(home)},
+        )
+    )
