@@ -10,7 +10,7 @@ rendered and validated, and nothing is pruned on an error or an empty render.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -22,6 +22,7 @@ from gitopsd.clock import SYSTEM_CLOCK, Clock
 from gitopsd.config import ConflictPolicy, TargetSettings
 from gitopsd.diff import object_diff_text
 from gitopsd.errors import GitopsdError, InventoryError, OwnershipError, RenderError
+from gitopsd.fenced import FencedAdapter
 from gitopsd.health import Health, ObjectHealth
 from gitopsd.inventory import (
     Inventory,
@@ -48,10 +49,11 @@ from gitopsd.model import (
 )
 from gitopsd.passresult import ObjectPreview, ObjectStatus, PassOutcome, PassResult
 from gitopsd.plan import Adoption, make_plan
-from gitopsd.render import render
 from gitopsd.rendercache import RenderCache, cache_key
+from gitopsd.renderers import job_for, render_target
 from gitopsd.report import PassReporter
-from gitopsd.waiting import POLL_SECONDS, await_health
+from gitopsd.waiting import POLL_SECONDS, WaveWaits, await_health, last_known
+from gitopsd.waves import waves_of
 
 log = structlog.get_logger("gitopsd.reconcile")
 
@@ -86,10 +88,14 @@ class Reconciler:
         journal: Journal | None = None,
         clock: Clock = SYSTEM_CLOCK,
         render_cache: RenderCache | None = None,
+        fence: Callable[[], None] | None = None,
     ) -> None:
         self.target = target
         self._source = source
-        self._adapter = adapter
+        # With `ha:`, `fence` raises NotOwnerError unless this replica may write the target:
+        # asked before the write phase, and by the adapter before every single write.
+        self._adapter = adapter if fence is None else FencedAdapter(adapter, fence)
+        self._fence = fence
         self._journal = journal
         self._clock = clock
         self._options = ApplyOptions(
@@ -208,9 +214,18 @@ class Reconciler:
         state.plan = self._plan(desired, live, stored.inventory)
         options = replace(self._options, dry_run=dry_run)
         claimed = stored
+        waits = WaveWaits(
+            self._adapter,
+            desired,
+            timeout=self.target.health_timeout_seconds,
+            clock=self._clock,
+            stop=stop,
+        )
 
         def claim_first(plan: Plan) -> None:
             nonlocal claimed
+            if self._fence is not None:
+                self._fence()
             claimed = self._claim(stored, desired, plan)
 
         applied = apply_plan(
@@ -221,6 +236,7 @@ class Reconciler:
             stop,
             clock=self._clock,
             before_writes=claim_first,
+            gate=waits.gate if self.target.wait else None,
         )
         state.plan, state.changes = applied.plan, applied.changes
         state.previews = _previews(applied.plan.steps, live) if previews else ()
@@ -234,16 +250,12 @@ class Reconciler:
             self._store(claimed, updated)
         if applied.error is not None:
             raise applied.error
-        self._source.mark_applied(revision)
+        if waits.held is None:  # a wave held back: the revision is not applied in full
+            self._source.mark_applied(revision)
         if not self.target.wait:
+            state.health = last_known(self._adapter, applied.plan.desired, live, applied.changes)
             return PassOutcome.CONVERGED if applied.plan.steps else PassOutcome.IN_SYNC
-        outcome, state.health = await_health(
-            self._adapter,
-            applied.plan.desired,
-            timeout=self.target.health_timeout_seconds,
-            clock=self._clock,
-            stop=stop,
-        )
+        outcome, state.health = waits.final()
         return outcome
 
     def _fetch(self, dry_run: bool) -> Revision:
@@ -276,16 +288,19 @@ class Reconciler:
                 f"target {self.target.name}: revision {revision.short} declares no objects; "
                 "refusing to prune everything (set `allow_empty: true` if that is intended)"
             )
+        waves_of(declared)  # a bad wave annotation refuses the revision before any write
         return declared
 
     def _cached_render(self, revision: Revision) -> tuple[DesiredObject, ...] | None:
-        if self._rendered is not None and self._rendered[0] == revision.commit:
+        # Keyed by commit and render inputs (tools, variables), in memory as on disk.
+        key = cache_key(self.target, revision.commit)
+        if self._rendered is not None and self._rendered[0] == key:
             return self._rendered[1]
         if self._render_cache is None:
             return None
-        cached = self._render_cache.get(cache_key(self.target, revision.commit))
+        cached = self._render_cache.get(key)
         if cached is not None:
-            self._rendered = (revision.commit, cached)
+            self._rendered = (key, cached)
         return cached
 
     def _render(self, revision: Revision) -> tuple[DesiredObject, ...]:
@@ -298,17 +313,15 @@ class Reconciler:
                 unknown.add((api_version, kind))
             return None if info is None else info.namespaced
 
-        declared = render(
-            files,
-            default_namespace=self.target.namespace,
-            target=self.target.name,
-            namespaced=namespaced,
+        key = cache_key(self.target, revision.commit)
+        declared = render_target(
+            job_for(self.target, files, namespaced, self._source, self._adapter, revision)
         )
         # A commit renders the same again, unless a kind was unknown (a CRD not yet applied).
         if not unknown:
-            self._rendered = (revision.commit, declared)
+            self._rendered = (key, declared)
             if self._render_cache is not None:
-                self._render_cache.put(cache_key(self.target, revision.commit), declared)
+                self._render_cache.put(key, declared)
         return declared
 
     def _load_inventory(self, desired: Sequence[DesiredObject], dry_run: bool) -> StoredInventory:

@@ -22,8 +22,10 @@ from gitopsd import __version__
 from gitopsd.config import TargetSettings
 from gitopsd.errors import StateError
 from gitopsd.model import DesiredObject, ResourceKey
+from gitopsd.normalize import is_decrypted
+from gitopsd.renderers import fingerprint
 
-_FORMAT = 1
+_FORMAT = 2
 
 
 def cache_key(target: TargetSettings, commit: str) -> str:
@@ -39,6 +41,8 @@ def cache_key(target: TargetSettings, commit: str) -> str:
         "max_revision_bytes": target.source.max_revision_bytes,
         # Namespaced or not comes from this cluster's discovery.
         "cluster": [str(target.cluster.kubeconfig), target.cluster.context],
+        # kustomize/Helm settings, the tools' files and the substituted variables.
+        "render": fingerprint(target),
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
@@ -65,6 +69,8 @@ class RenderCache:
         A StateError when it cannot be written: the disk or mount that refuses the cache
         also refuses the journal and the mirrors, so it is reported here, by path.
         """
+        if any(is_decrypted(obj.manifest) for obj in objects):
+            return  # decrypted values never reach the disk: such a render is not kept
         payload = {"key": key, "objects": [_item(obj) for obj in objects]}
         try:
             self._file.parent.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,7 @@ from gitopsd.errors import (
 )
 from gitopsd.model import Revision, SourceFile
 from gitopsd.refs import normalize_path, ref_problem
+from gitopsd.source.export import export_tree
 from gitopsd.source.mirror import Mirror, slug, writing
 from gitopsd.source.redact import redact_url
 from gitopsd.source.snapshot import Snapshot
@@ -102,6 +103,21 @@ class GitSource:
 
         return self._recovering(lambda: self._read_tree(revision), refilled)
 
+    def checkout(self, revision: Revision, directory: Path) -> frozenset[str]:
+        """Write the whole repository at `revision` into `directory`, for kustomize and Helm;
+        the paths of symlinks left out because they lead outside it (source/export.py)."""
+        with self._mirror.held():
+            repo = self._open_mirror()
+        with self._mirror.reading(f"writing out the tree of {revision.short}"):
+            root = repo[revision.commit].peel(pygit2.Commit).tree
+            return export_tree(
+                repo,
+                root,
+                directory,
+                max_total=self.settings.max_revision_bytes,
+                error=self._tree_error(revision),
+            )
+
     def mark_applied(self, revision: Revision) -> None:
         """Remember `revision` as applied, so a later force-push can be recognised."""
         self._last_applied = revision.commit
@@ -130,11 +146,13 @@ class GitSource:
         """
         if ref is None:
             revision = self.fetch()
-            return Snapshot(revision, self.read_tree(revision))
+            return Snapshot(revision, self.read_tree(revision), checkout=self.checkout)
 
         def attempt() -> Snapshot:
             revision, refusal = self._fetch_other(ref)
-            return Snapshot(revision, self._read_tree(revision), refusal=refusal)
+            return Snapshot(
+                revision, self._read_tree(revision), refusal=refusal, checkout=self.checkout
+            )
 
         return self._recovering(attempt, attempt)
 

@@ -9,7 +9,9 @@ every stage but the fetch, and it can never mark anything applied.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from gitopsd.model import Revision, SourceFile
 
@@ -30,6 +32,8 @@ class Snapshot:
     files: tuple[SourceFile, ...]
     origin: Origin = Origin.GIT
     refusal: str | None = None
+    # Writes the whole repository for kustomize and Helm (GitSource.checkout); None: none.
+    checkout: Callable[[Revision, Path], frozenset[str]] | None = None
 
     def fetch(self) -> Revision:
         return self.revision

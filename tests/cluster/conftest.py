@@ -15,6 +15,9 @@ from gitopsd.config import ClusterSettings, RefKind, SourceSettings, TargetSetti
 from gitopsd.journal import Journal
 from gitopsd.passresult import PassResult
 from gitopsd.reconcile import Reconciler
+
+# kustomize/Helm targets from a real Git remote (issue 12): fixtures for every module.
+from tests.cluster.render_rig import helm_tool, kustomize_tool, render_rig  # noqa: F401
 from tests.support.sources import FilesSource
 
 TESTDATA = Path(__file__).parent / "testdata"

@@ -104,10 +104,10 @@ class FakeRunner:
         self.script._note("end", self.name, self.script.calls)
         return result
 
-    def validate(self) -> int:
+    def validate(self) -> tuple[int, str]:
         if self.name in self.script.errors:
             raise self.script.errors[self.name]
-        return 3
+        return 3, "plain"
 
     def close(self) -> None:
         self.script.closed.append(self.name)
