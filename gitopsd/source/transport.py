@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import os
 import re
 import subprocess
 import threading
@@ -25,6 +26,7 @@ from gitopsd.errors import (
     SourceError,
     StateError,
 )
+from gitopsd.source.network import proxy_for, trust, warn_insecure
 from gitopsd.source.redact import redact_text, redact_url, strip_credentials
 
 _AUTH_WORDS = ("authenticat", "401", "403", "credential", "permission denied", "publickey")
@@ -135,7 +137,9 @@ class _Callbacks(pygit2.RemoteCallbacks):
         name = host.decode(errors="replace")
         address = ssh_host_port(self.endpoint.url)
         if address is None:
-            raise self.endpoint.error(AuthenticationError, f"TLS certificate of {name} not valid")
+            if self.endpoint.settings.network.insecure_skip_tls_verify:
+                return True  # the opt-in was logged when the session began
+            raise self.endpoint.error(AuthenticationError, untrusted_certificate(name))
         known = self.endpoint.settings.known_hosts or "~/.ssh/known_hosts"
         prints = ", ".join(host_key_fingerprints(*address)) or "fingerprint unavailable"
         raise self.endpoint.error(
@@ -316,6 +320,7 @@ class Session:
         self.transfers: list[Transfer] = []
         self._remote: pygit2.Remote | None = None
         self._mirror = repo.path.rstrip("/")
+        self._proxy = _prepare_network(endpoint)
 
     def _connection(self) -> pygit2.Remote:
         if self._remote is None:
@@ -329,13 +334,33 @@ class Session:
             translating(self.endpoint, "listing refs", self._mirror),
             _process_settings(self.endpoint),
         ):
-            heads = self._connection().list_heads(callbacks=callbacks)
+            heads = self._connection().list_heads(callbacks=callbacks, proxy=self._proxy)
         return {head.name: str(head.oid) for head in heads if head.name}
 
     def fetch(self, refspecs: list[str]) -> Transfer:
         """Fetch `refspecs` into the mirror; return what was downloaded."""
         callbacks = _Callbacks(self.endpoint)
         with translating(self.endpoint, "fetch", self._mirror), _process_settings(self.endpoint):
-            self._connection().fetch(refspecs, callbacks=callbacks)
+            self._connection().fetch(refspecs, callbacks=callbacks, proxy=self._proxy)
         self.transfers.append(callbacks.transfer)
         return callbacks.transfer
+
+
+def untrusted_certificate(host: str) -> str:
+    return (
+        f"TLS certificate of {host} is not trusted: its CA is neither in the system store nor "
+        "in ca_file (set ca_file: to the PEM file of the CA that signed it)"
+    )
+
+
+def _prepare_network(endpoint: Endpoint) -> str | None:
+    """Trust the target's CA file, log an opt-out of verification, and return the proxy."""
+    network = endpoint.settings.network
+    if network.ca_file is not None:
+        trust(network.ca_file)
+    if network.insecure_skip_tls_verify:
+        warn_insecure(endpoint.target, redact_url(endpoint.url))
+    try:
+        return proxy_for(endpoint.url, network, os.environ)
+    except ConfigError as exc:  # the proxy password could not be read
+        raise endpoint.error(AuthenticationError, f"proxy password: {exc}") from exc
