@@ -15,7 +15,9 @@ from gitopsd.status import StatusBoard
 from gitopsd.statuspage import index_page, target_page
 
 if TYPE_CHECKING:
+    from gitopsd.coordinator import Coordinator
     from gitopsd.journal import Journal
+    from gitopsd.watching import WatchHub
 
 STALL_SECONDS = 3600.0  # a pass running longer than this is taken as hung: stop the watchdog
 DRIFT_PAGE_SECONDS = 86400.0  # how far back a target's page reads the drift journal
@@ -48,6 +50,9 @@ class Backend:
         self._dry_run = dry_run
         self._journal = journal
         self.secret: str | None = None  # replaced whole by a reload
+        self.require_healthy = False  # http.ready_requires_healthy
+        self.watches: WatchHub | None = None  # the daemon's, when it watches
+        self.ha: Coordinator | None = None  # the daemon's, with `ha:`: holders in /status
 
     def healthy(self) -> bool:
         """The scheduler thread is alive and no pass looks hung."""
@@ -57,14 +62,22 @@ class Backend:
         """Why the daemon is not ready, one line each; empty when it is."""
         if self._schedule.stopping():
             return ["shutting down"]
-        return self.board.failing()
+        lost = self.watches.problems() if self.watches is not None else []
+        not_up = self.board.not_up() if self.require_healthy else []
+        return self.board.failing() + lost + not_up
 
     def status(self) -> dict[str, Any]:
+        targets = self.board.as_dict(self._next_run_at)
+        for name, target in targets.items():
+            watch = self.watches.status(name) if self.watches is not None else None
+            if watch is not None:
+                target["watch"] = watch
         return {
             "version": __version__,
             "config": str(self._config_path),
             "dry_run": self._dry_run,
-            "targets": self.board.as_dict(self._next_run_at),
+            "targets": targets,
+            **({"ha": self.ha.status()} if self.ha is not None else {}),
         }
 
     def status_page(self) -> str:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import functools
 import signal
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
@@ -30,6 +30,7 @@ from gitopsd.config import Config, TargetSettings, load_config
 from gitopsd.configread import parse_duration
 from gitopsd.errors import ConfigError, GitopsdError, LockError, StateError
 from gitopsd.lock import StateLock
+from gitopsd.ordered import run_in_order
 from gitopsd.passresult import PassOutcome, PassResult, failure_line
 from gitopsd.preview import OUTPUTS, formatted
 from gitopsd.refs import ref_name_problem
@@ -103,7 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--target", help="only this target")
     history.add_argument("--since", type=_since, help="only the last DURATION (30m, 1h, 7d)")
     history.add_argument("--json", action="store_true", help="one JSON document")
-    commands.add_parser("validate", help="check the configuration and render every target")
+    validate = commands.add_parser(
+        "validate", help="check the configuration and render every target"
+    )
+    validate.add_argument(
+        "--check-access",
+        action="store_true",
+        help="also ask the API server whether the credentials may do all a pass needs",
+    )
     wait = commands.add_parser(
         "wait", help="wait until what Git declares is applied and healthy; applies nothing"
     )
@@ -158,6 +166,13 @@ def _since(text: str) -> float:
 def _dispatch(args: argparse.Namespace, config: Config) -> int:
     if args.command is not None and (args.once or args.dry_run):
         return _fail(f"--once and --dry-run do not apply to {args.command}", EXIT_USAGE)
+    if args.command is None and args.dry_run and not args.once:
+        # A daemon that writes nothing would print nothing either: refused, not silent.
+        return _fail(
+            "--dry-run needs --once (`gitopsd --once --dry-run`); to preview a change "
+            "continuously use `gitopsd diff`",
+            EXIT_USAGE,
+        )
     if args.command == "history":
         return _history(
             config,
@@ -169,7 +184,10 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
         return _diff(config, args)
     if args.command == "validate":
         with _state(config, wait=args.wait_lock) as (scratch, journal):
-            return _validate(scratch, journal, config.targets)
+            code = _validate(scratch, journal, config.targets)
+            if args.check_access:
+                code = _check_access(scratch, config.targets) or code
+            return code
     if args.command == "wait":
         targets = _targets(config, args.target)
         with _state(config, wait=args.wait_lock) as (scratch, journal):
@@ -228,13 +246,17 @@ def runner_factory() -> RunnerFactory:
 
 def _daemon(config: Config, journal: Journal, *, dry_run: bool, fixed: bool) -> int:
     from gitopsd.daemon import Daemon
+    from gitopsd.runner import TargetRunner
+    from gitopsd.watching import WatchHub
 
+    watches = WatchHub(journal=journal)  # shared by the targets of each cluster
     daemon = Daemon(
         config,
-        runner_factory=runner_factory(),
+        runner_factory=functools.partial(TargetRunner, watches=watches),
         journal=journal,
         dry_run=dry_run,
         log_level_fixed=fixed,
+        watches=watches,
     )
     try:
         return daemon.run()
@@ -243,23 +265,37 @@ def _daemon(config: Config, journal: Journal, *, dry_run: bool, fixed: bool) -> 
 
 
 def _once(config: Config, journal: Journal, *, dry_run: bool) -> int:
-    results = run_passes(config, journal, config.targets, dry_run=dry_run)
+    if config.ha is not None and not dry_run:
+        results = _once_ha(config, journal)
+    else:
+        results = run_passes(config, journal, config.targets, dry_run=dry_run)
     if dry_run:
         for result in results:
             for step in result.plan.steps if result.plan else ():
                 print(f"{result.target}: would {step.kind.value} {step.key}")
     for result in results:
-        if result.outcome.unhealthy:
-            reason = f"{result.outcome.value}: {result.health_reason}"
+        if result.outcome.unhealthy or result.waiting_for:
+            reason = result.waiting_for or f"{result.outcome.value}: {result.health_reason}"
             print(f"gitopsd: {failure_line(result.target, reason)}", file=sys.stderr)
     return exit_code(results)
+
+
+def _once_ha(config: Config, journal: Journal) -> list[PassResult]:
+    """With `ha:`: the targets whose Lease this run takes; the others are named (exit 0)."""
+    from gitopsd.replicas import once_claimed
+
+    with once_claimed(config, journal, runner_factory()) as (mine, skipped, factory):
+        for name, holder in skipped.items():
+            print(f"gitopsd: target {name}: skipped, its Lease is held by {holder}")
+        return run_passes(config, journal, mine, dry_run=False, runners=factory)
 
 
 def exit_code(results: Sequence[PassResult]) -> int:
     outcomes = {result.outcome for result in results}
     if PassOutcome.FAILED in outcomes:
         return EXIT_FAILED
-    if any(outcome.unhealthy for outcome in outcomes):
+    # Not up: a waiting target degraded or progressing, or one left waiting for a dependency.
+    if any(outcome.unhealthy or outcome is PassOutcome.WAITING for outcome in outcomes):
         return EXIT_UNHEALTHY
     return EXIT_CHANGES if PassOutcome.WOULD_CHANGE in outcomes else EXIT_OK
 
@@ -271,10 +307,12 @@ def run_passes(
     *,
     dry_run: bool,
     previews: bool = False,
+    runners: RunnerFactory | None = None,
 ) -> list[PassResult]:
-    """One pass per target, a few at a time; SIGTERM lets started passes finish, skips the rest."""
+    """One pass per target, a few at a time, each after its dependencies; SIGTERM lets
+    started passes finish, skips the rest."""
     stop = threading.Event()
-    factory = runner_factory()
+    factory = runners or runner_factory()
 
     def one(target: TargetSettings) -> PassResult | None:
         if stop.is_set():
@@ -288,8 +326,8 @@ def run_passes(
         finally:
             runner.close()
 
-    with _stop_on_signal(stop), ThreadPoolExecutor(max_workers=4) as pool:
-        results = [r for r in pool.map(one, targets) if r is not None]
+    with _stop_on_signal(stop):  # in dependency order (depends_on), a few at a time
+        results = run_in_order(targets, one, workers=4, gated=not dry_run)
     for result in results:
         if result.error is not None:
             print(f"gitopsd: {failure_line(result.target, result.error)}", file=sys.stderr)
@@ -335,15 +373,38 @@ def _validate(config: Config, journal: Journal, targets: Sequence[TargetSettings
         runner: PassRunner | None = None
         try:
             runner = factory(config, target, journal)
-            count = runner.validate()
+            count, renderer = runner.validate()
         except GitopsdError as exc:
             print(f"{target.name}: {exc}", file=sys.stderr)
             failed = True
         else:
-            print(f"{target.name}: ok, {count} objects")
+            print(f"{target.name}: ok, {count} objects ({renderer})")
         finally:
             if runner is not None:
                 runner.close()
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _check_access(config: Config, targets: Sequence[TargetSettings]) -> int:
+    """`validate --check-access`: a line per permission a target's pass needs and lacks."""
+    from gitopsd.access import check_target
+
+    failed = False
+    for target in targets:
+        try:
+            missing = check_target(config, target)
+        except GitopsdError as exc:
+            print(f"{target.name}: {exc}", file=sys.stderr)
+            failed = True
+            continue
+        for permission in missing:
+            print(
+                f"{target.name}: missing: {permission.describe()} (add to {permission.rule()})",
+                file=sys.stderr,
+            )
+        failed = failed or bool(missing)
+        if not missing:
+            print(f"{target.name}: access ok")
     return EXIT_FAILED if failed else EXIT_OK
 
 

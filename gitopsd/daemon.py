@@ -31,14 +31,17 @@ from gitopsd.config import Config, TargetSettings, load_config
 from gitopsd.errors import ConfigError, GitopsdError
 from gitopsd.metrics import Metrics
 from gitopsd.notify import Notifier
+from gitopsd.ordered import DependencyTracker
 from gitopsd.passresult import PassResult
 from gitopsd.schedule import RunnerFactory, Slot, TargetEntry, plan_reload
 from gitopsd.sinks import Outbox, SinkSpec, read_specs
 from gitopsd.status import StatusBoard
 
 if TYPE_CHECKING:
+    from gitopsd.coordinator import Coordinator
     from gitopsd.http import HttpListener
     from gitopsd.journal import Journal
+    from gitopsd.watching import WatchHub
 
 log = structlog.get_logger(__name__)
 
@@ -122,6 +125,7 @@ class Daemon:
         clock: Clock = SYSTEM_CLOCK,
         dry_run: bool = False,
         log_level_fixed: bool = False,
+        watches: WatchHub | None = None,
     ) -> None:
         self.config = config
         self.board = board if board is not None else StatusBoard(Metrics(), clock)
@@ -134,7 +138,14 @@ class Daemon:
         self._clock = clock
         self._dry_run = dry_run
         self._log_level_fixed = log_level_fixed
+        # Event-triggered passes: a drift seen by a watch asks for its target's pass.
+        self._watches = watches
+        if watches is not None:
+            watches.attach(self.trigger, self.board.metrics.registry)
+            self.backend.watches = watches
         self._jobs = _Jobs(clock)
+        self._dependencies = DependencyTracker(config.targets, gated=not dry_run)
+        self.backend.require_healthy = _requires_healthy(config)
         self._lock = threading.Lock()  # guards _entries (each entry guards itself)
         self._entries: dict[str, TargetEntry] = {}  # kept when removed: a pass may still run
         self._wake = threading.Event()
@@ -143,6 +154,7 @@ class Daemon:
         self._reload_requested = threading.Event()
         self._stopping = threading.Event()
         self.outbox = Outbox((), config, self.board.metrics, clock)  # the real one at run()
+        self._ha: Coordinator | None = None  # with `ha:`: which targets this replica holds
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -152,6 +164,7 @@ class Daemon:
         self.outbox = Outbox(read_specs(self.config), self.config, self.board.metrics, self._clock)
         self.outbox.start()
         listener = self._start_http()  # a port in use fails the start before any pass
+        self._start_ha()
         self._install_signals()
         for target in self.config.targets:
             self._start_target(target, self.config)
@@ -193,11 +206,16 @@ class Daemon:
             # this is reported as a failure.
             log.error("stop_timeout_passes_abandoned", targets=unfinished)
             os._exit(1)
+        if self._ha is not None:  # passes are over: hand the targets over at once
+            self._ha.stop()
+            self._ha.release_all()
         for entry in entries:
             slot = entry.slot
             if slot is not None:
                 slot.close()
         self.outbox.close()
+        if self._watches is not None:
+            self._watches.close()
         log.info("daemon_stopped")
         return 0
 
@@ -222,6 +240,34 @@ class Daemon:
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, on_hup)
+
+    def _start_ha(self) -> None:
+        """With `ha:`, passes run only on targets whose Lease this replica holds."""
+        if self.config.ha is None:
+            return
+        from gitopsd.replicas import fenced_factory, open_coordinator
+
+        def busy(name: str) -> bool:
+            with self._lock:
+                entry = self._entries.get(name)
+            return entry is not None and entry.busy
+
+        def acquired(name: str) -> None:
+            with contextlib.suppress(KeyError):  # not scheduled yet, or removed by a reload
+                self.trigger(name)
+
+        self._ha = open_coordinator(
+            self.config.ha,
+            (t.name for t in self.config.targets),
+            self._journal,
+            registry=self.board.metrics.registry,
+            on_acquired=acquired,
+            busy=busy,
+            clock=self._clock,
+        )
+        self._factory = fenced_factory(self._factory, self._ha)
+        self.backend.ha = self._ha
+        self._ha.start()
 
     def _start_http(self) -> HttpListener | None:
         if self.config.http is None:
@@ -263,16 +309,25 @@ class Daemon:
     def _run_pass(self, name: str) -> None:
         with self._lock:
             entry = self._entries.get(name)
+        if self._ha is not None and not self._ha.owns(name):
+            return  # held by another replica, or by none yet (acquiring it triggers a pass)
         slot = entry.begin() if entry is not None else None
         if entry is None or slot is None:
             return
         self.board.started(name)
-        result = self._pass_with(name, slot)
+        waiting = self._dependencies.begin(name)  # depends_on: a dependency not ready yet
+        if waiting is None:
+            result = self._pass_with(name, slot)
+        else:
+            result = PassResult.waiting(name, waiting, self._clock.time())
         change = self.board.record(result)
         self.outbox.publish(result, change, dry_run=self._dry_run)  # queued, never sent here
         retired = entry.finish(slot, result, self.config.backoff_max_seconds)
         if retired is not None:
             retired.close()
+        for dependent in self._dependencies.end(result):  # they waited for this one
+            with contextlib.suppress(KeyError):  # removed by a reload meanwhile
+                self.trigger(dependent)
 
     def _pass_with(self, name: str, slot: Slot) -> PassResult:
         started = self._clock.time()
@@ -312,6 +367,10 @@ class Daemon:
         for target in started:
             self._start_target(target, new)
         self.config, self.backend.secret = new, secret
+        self._dependencies.retarget(new.targets)
+        self.backend.require_healthy = _requires_healthy(new)
+        if self._ha is not None:
+            self._ha.set_targets(t.name for t in new.targets)
         self._renew_outbox(specs, new)
         if not self._log_level_fixed:
             logs.set_level(new.log_level)
@@ -348,9 +407,16 @@ class Daemon:
         names = [target] if target is not None else list(configured)
         if any(name not in configured for name in names):
             raise KeyError(target)
+        if self._ha is not None:
+            names = self._ha.owned(names, single=target is not None)  # NotOwnerError if single
         for name in names:
             configured[name].request()  # now, or right after the pass in progress
         return names
+
+
+def _requires_healthy(config: Config) -> bool:
+    """`http.ready_requires_healthy`: /readyz fails while a workload is not up."""
+    return config.http is not None and config.http.ready_requires_healthy
 
 
 def _as_gitopsd_error(exc: Exception) -> GitopsdError:

@@ -105,6 +105,12 @@ class WatchHub:
             ["target"],
             registry=None,
         )
+        self.classified = Counter(
+            "gitopsd_watch_object_events",
+            "Watch events on a target's objects: echoes of gitopsd's own writes, or drift",
+            ["target", "origin"],
+            registry=None,
+        )
         self.latency = Histogram(
             "gitopsd_drift_correction_seconds",
             "From a drift's watch event arriving to the end of the pass that corrected it",
@@ -117,7 +123,12 @@ class WatchHub:
         """Where due passes go (the daemon's trigger), and the registry /metrics serves."""
         self._trigger = trigger
         if registry is not None:
-            for metric in (self.event_passes, self.latency, _StateCollector(self)):
+            for metric in (
+                self.event_passes,
+                self.classified,
+                self.latency,
+                _StateCollector(self),
+            ):
                 registry.register(metric)
 
     def close(self) -> None:
@@ -228,14 +239,27 @@ class WatchHub:
         ]
 
     def status(self, name: str) -> dict[str, Any] | None:
-        """Whether `name`'s live state came from synced caches in its last pass, and fights."""
+        """For /status: whether `name`'s next pass reads live state from synced caches
+        (`cache`) or lists (`list`, with the kinds whose watch is not synced), whether its
+        last pass did, and the objects it is fighting over."""
         with self._lock:
             state = self._targets.get(name)
             if state is None:
                 return None
-            synced = state.synced
-        source = "cache" if synced else ("list" if synced is not None else "unknown")
-        return {"live_state": source, "fighting": self.fights(name)}
+            kinds, last = sorted(state.kinds), state.synced
+            cluster = self._clusters.get(self._identity(state.settings))
+        unsynced = []
+        for group, kind in kinds:
+            watch = cluster.watches.get(group, kind) if cluster is not None else None
+            if watch is None or watch.state is not WatchState.SYNCED:
+                state_name = watch.state.value if watch is not None else "not started"
+                unsynced.append(f"{kind}: {state_name}")
+        return {
+            "live_state": "list" if unsynced or not kinds else "cache",
+            "unsynced": unsynced,
+            "last_pass_from_cache": bool(last),
+            "fighting": self.fights(name),
+        }
 
     def problems(self) -> list[str]:
         """Watches that cannot reach their API server, for /readyz."""
@@ -265,7 +289,9 @@ class WatchHub:
                 return
         terminating = bool((event.obj.get("metadata") or {}).get("deletionTimestamp"))
         if cluster.own.is_own(event.type, event.key, version_of(event.obj), terminating):
+            self.classified.labels(name, "own").inc()
             return
+        self.classified.labels(name, "drift").inc()
         if not state.settings.watch.enabled:
             return
         now = self._clock.monotonic()

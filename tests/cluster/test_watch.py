@@ -67,7 +67,7 @@ def _settled(w: Watching) -> PassResult:
         result = w.run()
         assert result.outcome is not PassOutcome.FAILED, result.error
         status = w.hub.status(w.rig.settings.name) or {}
-        return result if status["live_state"] == "cache" and not result.plan.steps else None
+        return result if status["last_pass_from_cache"] and not result.plan.steps else None
 
     return wait_until(quiet, "a pass served from synced caches", timeout=20, every=0.1)
 
