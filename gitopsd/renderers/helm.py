@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ import yaml
 
 from gitopsd.errors import RenderError
 from gitopsd.renderconfig import HelmSettings
+
+_SEMVER = re.compile(r"v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?")
 
 
 @dataclass(frozen=True)
@@ -104,13 +107,21 @@ def helm_argv(
     argv = [tool, "template", job.release, str(job.chart), "--namespace", job.namespace]
     argv.append("--include-crds" if job.settings.include_crds else "--skip-crds")
     if capabilities is not None:
-        argv += ["--kube-version", capabilities.kube_version]
+        if (kube := kube_version(capabilities.kube_version)) is not None:
+            argv += ["--kube-version", kube]
         if capabilities.api_versions:
             argv += ["--api-versions", ",".join(capabilities.api_versions)]
     for path in [*values_paths(job, describe), *job.extra_values]:
         argv += ["--values", str(path)]
     argv += ["--values", str(inline_values)]
     return tuple(argv)
+
+
+def kube_version(git_version: str) -> str | None:
+    """The server's version as `--kube-version` accepts it: build metadata dropped (helm
+    refuses `v1.30.1+k3s1`-style metadata it cannot parse), None when it is no version."""
+    version = git_version.split("+", 1)[0]
+    return version if _SEMVER.fullmatch(version) else None
 
 
 def write_inline_values(settings: HelmSettings, directory: Path) -> Path:

@@ -149,7 +149,10 @@ def test_validate_reports_each_target(
     script: Script, config_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert run("validate", "--config", config_file) == cli.EXIT_OK
-    assert capsys.readouterr().out.splitlines() == ["web: ok, 3 objects", "api: ok, 3 objects"]
+    assert capsys.readouterr().out.splitlines() == [
+        "web: ok, 3 objects (plain)",
+        "api: ok, 3 objects (plain)",
+    ]
     script.errors["api"] = RenderError("deploy.yaml#1: metadata.name is missing")
     assert run("validate", "--config", config_file) == cli.EXIT_FAILED
     assert "api: deploy.yaml#1: metadata.name is missing" in capsys.readouterr().err

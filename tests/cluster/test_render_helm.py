@@ -1,0 +1,124 @@
+"""Helm charts from a real Git remote, rendered by the real `helm template` with the test
+cluster's capabilities, applied to the real kube-apiserver (issue 12)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from gitopsd.passresult import PassOutcome
+from gitopsd.renderconfig import HelmSettings
+from tests.cluster.render_rig import RenderRig
+from tests.support.waiting import eventually
+
+TEMPLATE = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-config
+  namespace: {{ .Release.Namespace }}
+data:
+  env: {{ .Values.env | quote }}
+  replicas: {{ .Values.replicas | quote }}
+  kube: {{ .Capabilities.KubeVersion.Version | quote }}
+  {{- if .Capabilities.APIVersions.Has (printf "%s/v1/Gadget" .Values.gadgetGroup) }}
+  gadgets: "served"
+  {{- else }}
+  gadgets: "absent"
+  {{- end }}
+"""
+
+
+def _chart(group: str) -> dict[str, str]:
+    return {
+        "chart/Chart.yaml": "apiVersion: v2\nname: web\nversion: 0.1.0\n",
+        "chart/values.yaml": f"env: dev\nreplicas: 1\ngadgetGroup: {group}\n",
+        "chart/templates/config.yaml": TEMPLATE,
+        "env/prod.yaml": "env: prod\n",
+        "env/staging.yaml": "env: staging\nreplicas: 2\n",
+    }
+
+
+@pytest.fixture
+def gadget_group(api_client: Any, render_rig: RenderRig) -> Iterator[str]:
+    """A CRD served by the cluster, for the chart's `.Capabilities.APIVersions.Has`."""
+    group = f"g-{render_rig.unique}.test.gitopsd.io"
+    extensions = client.ApiextensionsV1Api(api_client)
+    extensions.create_custom_resource_definition(
+        {
+            "metadata": {"name": f"gadgets.{group}"},
+            "spec": {
+                "group": group,
+                "names": {"kind": "Gadget", "plural": "gadgets"},
+                "scope": "Namespaced",
+                "versions": [
+                    {
+                        "name": "v1",
+                        "served": True,
+                        "storage": True,
+                        "schema": {"openAPIV3Schema": {"type": "object"}},
+                    }
+                ],
+            },
+        }
+    )
+    custom = client.CustomObjectsApi(api_client)
+
+    def served() -> bool:
+        try:
+            custom.list_namespaced_custom_object(group, "v1", render_rig.namespace, "gadgets")
+        except client.ApiException:
+            return False
+        return True
+
+    try:
+        assert eventually(served, 30), "the CRD was never served"
+        yield group
+    finally:
+        extensions.delete_custom_resource_definition(f"gadgets.{group}")
+
+
+def _data(api_client: Any, namespace: str, name: str) -> dict[str, str]:
+    return dict(client.CoreV1Api(api_client).read_namespaced_config_map(name, namespace).data)
+
+
+def test_a_chart_per_environment_renders_with_the_clusters_capabilities(
+    render_rig: RenderRig, helm_tool: Path, gadget_group: str, api_client: Any
+) -> None:
+    render_rig.tools["helm"] = str(helm_tool)
+    render_rig.commit(_chart(gadget_group))
+    # The server's version, not helm's default (v1.20.0); helm keeps major.minor.patch only
+    # (this test cluster's is v0.0.0-master+$Format:%H$).
+    version = client.VersionApi(api_client).get_code().git_version.split("+")[0].split("-")[0]
+    # prod: replicas from the inline values (merged last); staging: from its values file.
+    for env, inline, replicas in (("prod", '{"replicas":3}', "3"), ("staging", "{}", "2")):
+        helm = HelmSettings(
+            release=f"web-{env}", values_files=(f"../env/{env}.yaml",), values_json=inline
+        )
+        target = render_rig.target(env, "chart", helm=helm)
+        result = render_rig.run(target)
+        assert result.outcome is PassOutcome.CONVERGED, result.error
+        assert _data(api_client, render_rig.namespace, f"web-{env}-config") == {
+            "env": env,
+            "replicas": replicas,
+            "kube": version,
+            "gadgets": "served",
+        }
+
+
+def test_a_template_error_names_the_target_the_renderer_and_helms_line(
+    render_rig: RenderRig, helm_tool: Path
+) -> None:
+    render_rig.tools["helm"] = str(helm_tool)
+    files = _chart("none.example")
+    files["chart/templates/bad.yaml"] = "{{ .Values.nope.deeper }}\n"
+    render_rig.commit(files)
+    result = render_rig.run(render_rig.target("bad", "chart"))
+    assert result.outcome is PassOutcome.FAILED
+    error = str(result.error)
+    assert error.startswith(f"target bad-{render_rig.unique}: helm render of chart: Error:"), error
+    assert "nil pointer evaluating interface {}.deeper" in error, error
