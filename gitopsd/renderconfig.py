@@ -88,7 +88,7 @@ class RenderSettings:
 
 def read_render(node: Section) -> RenderSettings:
     """The renderer settings of one target section."""
-    tools = node.section("tools", {"kustomize", "helm"})
+    tools = node.section("tools", {"kustomize", "helm", "sops"})  # sops: decryptconfig.py
     kustomize = node.section("kustomize", {"allow_remote"})
     return RenderSettings(
         kind=node.choice("render", RenderKind, RenderKind.AUTO),

@@ -116,19 +116,26 @@ class TreeDecryption:
     """What decrypting a written-out repository did: files decrypted in place, and why
     others could not be (they matter only if the render reads them)."""
 
+    root: Path
+    target: str
     decrypted: Decrypted
     refused: tuple[tuple[str, str], ...] = ()  # (path, one-line reason), in path order
 
-    def check_output(self, output: bytes, target: str) -> None:
+    def check_output(self, output: bytes) -> None:
         """Refuse a render whose output still carries SOPS-encrypted values."""
         if _MARK not in output:
             return
         if self.refused:
             path, reason = self.refused[0]
             raise DecryptionError(f"{path}: {reason}")
+        found = next((file.path for _, file, _ in _sops_files(self.root)), None)
+        if found is not None:  # no decryption section: the tree was not even read
+            raise DecryptionError(
+                f"{found}: encrypted with SOPS; set decryption on target {self.target}"
+            )
         raise DecryptionError(
-            f"target {target}: the render output carries SOPS-encrypted values (ENC[...]) "
-            "that come from no SOPS file of the repository; refusing the revision"
+            f"target {self.target}: the render output carries SOPS-encrypted values "
+            "(ENC[...]) that come from no SOPS file of the repository; refusing the revision"
         )
 
 
@@ -139,17 +146,9 @@ def decrypt_tree(root: Path, settings: DecryptionSettings | None, target: str) -
     decrypted is left as it is and refuses the revision only if the render output shows
     it was read (see TreeDecryption.check_output).
     """
-    found = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
-        file = SourceFile(path.relative_to(root).as_posix(), path.read_bytes())
-        fmt = sops_format(file)
-        if fmt is not None:
-            found.append((path, file, fmt))
-    if not found:
-        return TreeDecryption(Decrypted(files=()))
-    if settings is None:
-        reason = f"encrypted with SOPS; set decryption on target {target}"
-        return TreeDecryption(Decrypted(files=()), tuple((f.path, reason) for _, f, _ in found))
+    found = list(_sops_files(root)) if settings is not None else []
+    if settings is None or not found:
+        return TreeDecryption(root, target, Decrypted(files=()))
     paths, values, refused = set(), set(), []
     with private_dir() as home:
         env = _environment(settings, home)
@@ -163,14 +162,29 @@ def decrypt_tree(root: Path, settings: DecryptionSettings | None, target: str) -
             paths.add(file.path)
             values.update(_secret_values(file, plain, fmt))
     decrypted = Decrypted(files=(), paths=frozenset(paths), values=frozenset(values))
-    return TreeDecryption(decrypted, tuple(refused))
+    return TreeDecryption(root, target, decrypted, tuple(refused))
+
+
+def _sops_files(root: Path) -> Iterator[tuple[Path, SourceFile, str]]:
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
+        file = SourceFile(path.relative_to(root).as_posix(), path.read_bytes())
+        fmt = sops_format(file)
+        if fmt is not None:
+            yield path, file, fmt
+
+
+def private_base(settings: DecryptionSettings | None) -> str | None:
+    """Where a render that may hold decrypted files works: a tmpfs when decrypting."""
+    shm = Path("/dev/shm")
+    if settings is None or not (shm.is_dir() and os.access(shm, os.W_OK | os.X_OK)):
+        return None
+    return str(shm)
 
 
 @contextlib.contextmanager
 def private_dir(prefix: str = "gitopsd-sops-") -> Iterator[Path]:
     """A 0700 folder on a tmpfs (/dev/shm) when there is one, removed with all it holds."""
-    shm = Path("/dev/shm")
-    base = str(shm) if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK) else None
+    base = private_base(DecryptionSettings())
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=base))  # mkdtemp makes it 0700
     try:
         yield path
