@@ -19,7 +19,7 @@ from pathlib import Path
 
 from gitopsd.config import TargetSettings
 from gitopsd.errors import RenderError
-from gitopsd.model import DesiredObject, Manifest, Revision, SourceFile
+from gitopsd.model import DECRYPTED_ANNOTATION, DesiredObject, Manifest, Revision, SourceFile
 from gitopsd.render import Namespaced, documents, render_documents, stream_documents
 from gitopsd.renderconfig import RenderKind, RenderSettings
 from gitopsd.renderers.helm import (
@@ -32,7 +32,8 @@ from gitopsd.renderers.helm import (
 )
 from gitopsd.renderers.kustomize import KUSTOMIZATION_FILES, KustomizeCheck, kustomize_argv
 from gitopsd.renderers.run import ToolCall, base_env, identity, run_tool
-from gitopsd.renderers.substitute import Variables, read_variables, substitute
+from gitopsd.renderers.substitute import Variables, read_variables, substitute_marking
+from gitopsd.sops import Decrypted, decrypt_files, decrypt_tree, mark_decrypted, private_base
 
 # Writes the repository at the revision into a directory; returns the symlinks left out.
 Checkout = Callable[[Path], frozenset[str]]
@@ -120,21 +121,35 @@ def render_target(job: RenderJob) -> tuple[DesiredObject, ...]:
     variables = read_variables(settings, job.target.name) if settings.substitutes else None
     namespace = job.target.namespace
     if kind is RenderKind.PLAIN:
-        found = list(documents(job.files))
+        decrypted = decrypt_files(job.files, job.target.decryption, job.target.name)
+        found = list(documents(decrypted.files))
     else:
         if kind is RenderKind.HELM:
             namespace = settings.helm.namespace or namespace
-        found = _tool_documents(job, kind)
+        found, decrypted = _tool_documents(job, kind)
     if variables is not None:
         found = [(w, o, _substituted(m, variables, w)) for w, o, m in found]
-    return render_documents(
+    objects = render_documents(
         found, default_namespace=namespace, target=job.target.name, namespaced=job.namespaced
     )
+    # Objects holding decrypted values are shown only as stand-ins (gitopsd.sops).
+    return mark_decrypted(objects, decrypted, generated=kind is not RenderKind.PLAIN)
 
 
 def _substituted(manifest: Manifest, variables: Variables, where: str) -> Manifest:
     name = (manifest.get("metadata") or {}).get("name") if isinstance(manifest, dict) else None
-    return substitute(manifest, variables, f"{where} ({manifest.get('kind')} {name})")
+    result, secret = substitute_marking(
+        manifest, variables, f"{where} ({manifest.get('kind')} {name})"
+    )
+    if not secret or not isinstance(result.get("metadata"), dict):
+        return result
+    # Marked as SOPS marks what it decrypted: diffs, drift and the journal then show this
+    # object's values only as stand-ins, and its render is never written to the cache.
+    metadata = dict(result["metadata"])
+    annotations = metadata.get("annotations")
+    kept = annotations if isinstance(annotations, dict) else {}
+    metadata["annotations"] = {**kept, DECRYPTED_ANNOTATION: "substitute"}
+    return {**result, "metadata": metadata}
 
 
 def describe(target: TargetSettings, kind: RenderKind) -> str:
@@ -142,25 +157,31 @@ def describe(target: TargetSettings, kind: RenderKind) -> str:
     return f"target {target.name}: {kind.value} render of {target.source.path}"
 
 
-def _tool_documents(job: RenderJob, kind: RenderKind) -> list[tuple[str, str, Manifest]]:
+def _tool_documents(
+    job: RenderJob, kind: RenderKind
+) -> tuple[list[tuple[str, str, Manifest]], Decrypted]:
     what = describe(job.target, kind)
     if job.checkout is None:
         raise RenderError(
             f"{what}: needs the Git repository written out, which this source cannot do"
         )
-    work = Path(tempfile.mkdtemp(prefix="gitopsd-render-"))
+    # Decrypted files live only in this 0700 folder, on a tmpfs when decrypting.
+    base = private_base(job.target.decryption)
+    work = Path(tempfile.mkdtemp(prefix="gitopsd-render-", dir=base))
     try:
         checkout = work / "repo"
         checkout.mkdir(mode=0o700)
         escaping = job.checkout(checkout)
+        tree = decrypt_tree(checkout, job.target.decryption, job.target.name)
         home = work / "home"
         home.mkdir(mode=0o700)
         if kind is RenderKind.KUSTOMIZE:
             output = _kustomize(job, checkout, escaping, home, what)
         else:
             output = _helm(job, checkout, home, what)
+        tree.check_output(output)
         label = f"{kind.value} output of {job.target.source.path}"
-        return list(stream_documents(SourceFile(label, output)))
+        return list(stream_documents(SourceFile(label, output))), tree.decrypted
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

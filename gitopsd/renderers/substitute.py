@@ -32,6 +32,7 @@ class Variables:
 
     values: Mapping[str, str]
     origins: Mapping[str, str]  # name -> "substitute" or the file or variable it came from
+    secret: frozenset[str] = frozenset()  # names whose values came from a `secret: true` source
 
     def digest(self) -> str:
         """A digest of every name and value, for the render cache (never the values)."""
@@ -46,13 +47,16 @@ def read_variables(settings: RenderSettings, target: str) -> Variables:
     file or variable that is missing and not optional."""
     values: dict[str, str] = {}
     origins: dict[str, str] = {}
+    secret: set[str] = set()
     for source in settings.substitute_from:
         found = _read_source(source, target)
         values.update(found)
         origins.update(dict.fromkeys(found, _origin(source)))
+        secret = (secret | set(found)) if source.secret else (secret - set(found))
     for name, value in settings.substitute:
         values[name], origins[name] = value, "substitute"
-    return Variables(values, origins)
+        secret.discard(name)
+    return Variables(values, origins, frozenset(secret))
 
 
 def _origin(source: SubstituteSource) -> str:
@@ -135,29 +139,38 @@ def _scalar(value: Any) -> str:
 
 def substitute(manifest: dict[str, Any], variables: Variables, where: str) -> dict[str, Any]:
     """`manifest` with every `${VAR}` in its string values replaced (a new object)."""
+    return substitute_marking(manifest, variables, where)[0]
+
+
+def substitute_marking(
+    manifest: dict[str, Any], variables: Variables, where: str
+) -> tuple[dict[str, Any], bool]:
+    """As `substitute`, and whether a secret variable's value went into the object."""
     annotations = (manifest.get("metadata") or {}).get("annotations") or {}
     if isinstance(annotations, dict) and annotations.get(DISABLE_ANNOTATION) == "disabled":
-        return manifest
-    result: dict[str, Any] = _walk(manifest, variables, where)
-    return result
+        return manifest, False
+    used: set[str] = set()
+    result: dict[str, Any] = _walk(manifest, variables, where, used)
+    return result, bool(used & variables.secret)
 
 
-def _walk(value: Any, variables: Variables, where: str) -> Any:
+def _walk(value: Any, variables: Variables, where: str, used: set[str]) -> Any:
     if isinstance(value, str):
-        return _replace(value, variables, where) if "${" in value else value
+        return _replace(value, variables, where, used) if "${" in value else value
     if isinstance(value, dict):
-        return {key: _walk(item, variables, where) for key, item in value.items()}
+        return {key: _walk(item, variables, where, used) for key, item in value.items()}
     if isinstance(value, list):
-        return [_walk(item, variables, where) for item in value]
+        return [_walk(item, variables, where, used) for item in value]
     return value
 
 
-def _replace(text: str, variables: Variables, where: str) -> str:
+def _replace(text: str, variables: Variables, where: str, used: set[str]) -> str:
     def one(match: re.Match[str]) -> str:
         escaped, name, operator, default = match.groups()
         if escaped:
             return match.group(0)[1:]
         if name in variables.values:
+            used.add(name)
             return variables.values[name]
         if operator is not None:
             return str(default)
