@@ -1,0 +1,50 @@
+"""`gitopsd validate --check-access` with least-privilege credentials: SelfSubjectAccessReview
+for every verb a pass needs, answered by the real API server's RBAC (issue 11)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.e2e.conftest import Gitopsd, configmap
+from tests.support.cluster import ControlPlane
+from tests.support.rbac_grant import Grant, granted
+
+
+@pytest.fixture
+def grant(cluster: ControlPlane, api_client: Any, tmp_path: Path) -> Iterator[Grant]:
+    with granted(cluster, api_client, tmp_path) as made:
+        yield made
+
+
+def test_check_access_names_each_missing_verb_and_writes_nothing(
+    gitopsd: Gitopsd, grant: Grant, api_client: Any
+) -> None:
+    a, b, c = grant.namespaces
+    manifests = {
+        "manifests/a.yaml": configmap("one", a, value="1"),
+        "manifests/b.yaml": configmap("two", b, value="2"),
+    }
+    gitopsd.remote.commit(manifests)
+    target = gitopsd.target(kubeconfig=str(grant.kubeconfig), namespace=a, inventory_namespace=a)
+    gitopsd.write_config(target)
+    allowed = gitopsd.run("validate", "--check-access")
+    assert allowed.returncode == 0, allowed.stderr
+    assert "app: access ok" in allowed.stdout
+
+    gitopsd.remote.commit({**manifests, "manifests/c.yaml": configmap("three", c, value="3")})
+    refused = gitopsd.run("validate", "--check-access")
+    assert refused.returncode == 1
+    missing = [line for line in refused.stderr.splitlines() if ": missing: " in line]
+    verbs = ("create", "delete", "get", "list", "patch", "update")
+    assert missing == [
+        f"app: missing: {verb} configmaps in namespace {c} (add to a Role in namespace {c}: "
+        f'{{apiGroups: [""], resources: ["configmaps"], verbs: ["{verb}"]}})'
+        for verb in verbs
+    ]
+    core = client.CoreV1Api(api_client)
+    assert not any(core.list_namespaced_config_map(space).items for space in (a, b, c))
