@@ -22,12 +22,16 @@ import urllib3
 from kubernetes import client, config
 
 from gitopsd.adapters.base import ApplyResult, KindInfo
-from gitopsd.adapters.inventory_store import (
-    check_fits,
-    decode_inventory,
-    encode_inventory,
-    inventory_name,
+from gitopsd.adapters.discovery import (
+    ACCEPT,
+    aggregated_kinds,
+    is_aggregated,
+    legacy_group_versions,
+    legacy_kinds,
+    legacy_path,
+    nothing_usable,
 )
+from gitopsd.adapters.inventory_io import InventoryStore, RestConfigMaps
 from gitopsd.adapters.kube_errors import (
     RETRIES,
     THROTTLED_RETRIES,
@@ -35,21 +39,21 @@ from gitopsd.adapters.kube_errors import (
     cluster_error,
     retry_wait,
 )
+from gitopsd.adapters.rbac import Permission
 from gitopsd.config import ClusterSettings
 from gitopsd.configread import FILE_ERRORS, file_problem
 from gitopsd.errors import (
     ClusterError,
     ClusterUnreachableError,
     ForbiddenError,
-    InventoryError,
     NotFoundError,
+    UnavailableError,
 )
 from gitopsd.handoff import released
 from gitopsd.inventory import Inventory, StoredInventory
 from gitopsd.model import (
     CRD_KIND,
     FIELD_MANAGER,
-    INVENTORY_LABEL,
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
     TARGET_LABEL,
@@ -59,9 +63,6 @@ from gitopsd.model import (
     group_of,
 )
 
-DISCOVERY_ACCEPT = (
-    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
-)
 # A kind missing from discovery triggers a refresh, but not more often than this:
 # a pass asks about an unserved kind several times before its CRD is applied, and
 # applying a CRD refreshes explicitly once it is Established.
@@ -124,8 +125,12 @@ class KubernetesAdapter:
             raise ClusterError(problem) from error
         self._limiter = RateLimiter(settings.qps, settings.burst)
         self._inventory_namespace = inventory_namespace
+        requests = RestConfigMaps(self._request, inventory_namespace)
+        self._inventories = InventoryStore(requests, inventory_namespace)
         self._kinds: dict[tuple[str, str], list[KindInfo]] | None = None
         self._discovered_at = 0.0
+        # Which discovery forms to accept; tests narrow it to exercise each one.
+        self.discovery_accept = ACCEPT
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
         # Set once a request used up its retries without an answer; cleared by any answer.
@@ -152,9 +157,10 @@ class KubernetesAdapter:
     ) -> Any:
         """One REST call with rate limiting and Retry-After-aware retries; returns parsed JSON."""
         headers = {"Accept": accept, "Content-Type": content_type}
-        # The REST client JSON-encodes JSON bodies itself; other types go as text.
+        # The REST client JSON-encodes bodies of JSON types (merge patches too) itself;
+        # other types go as text.
         payload: Any = body
-        if body is not None and content_type != "application/json":
+        if body is not None and not content_type.endswith("json"):
             payload = json.dumps(body)
         failures = throttles = 0
         while True:
@@ -226,13 +232,27 @@ class KubernetesAdapter:
     def _discover(self) -> dict[tuple[str, str], list[KindInfo]]:
         kinds: dict[tuple[str, str], list[KindInfo]] = {}
         for root in ("/api", "/apis"):
-            listing = self._request("discovery", "GET", root, accept=DISCOVERY_ACCEPT)
-            for group in listing.get("items", []):
-                for version in group.get("versions", []):
-                    for resource in version.get("resources", []):
-                        info = _kind_info(group, version, resource)
-                        kinds.setdefault((info.group, info.kind), []).append(info)
+            for info in self._discover_root(root):
+                kinds.setdefault((info.group, info.kind), []).append(info)
+        if not kinds:
+            host = self._api.configuration.host
+            raise ClusterError(nothing_usable(host, self._request("discovery", "GET", "/version")))
         return kinds
+
+    def _discover_root(self, root: str) -> list[KindInfo]:
+        """The kinds under /api or /apis: one aggregated answer, or a request per group
+        version from a server without aggregated discovery (before Kubernetes 1.27)."""
+        listing = self._request("discovery", "GET", root, accept=self.discovery_accept)
+        if is_aggregated(listing):
+            return aggregated_kinds(listing)
+        found: list[KindInfo] = []
+        for group, version in legacy_group_versions(listing):
+            try:
+                resources = self._request("discovery", "GET", legacy_path(group, version))
+            except (NotFoundError, UnavailableError):
+                continue  # an aggregated API server that is down: its kinds stay unknown
+            found += legacy_kinds(group, version, resources)
+        return found
 
     def _kind_table(self) -> dict[tuple[str, str], list[KindInfo]]:
         if self._kinds is None:
@@ -259,6 +279,17 @@ class KubernetesAdapter:
                 if info.version == version:
                     return info
         return None
+
+    def capabilities(self) -> tuple[str, tuple[str, ...]]:
+        """The server version and every `group/version` and `group/version/Kind` it
+        serves: what `helm install` passes to a chart as `.Capabilities`."""
+        version = self._request("discovery", "GET", "/version").get("gitVersion", "")
+        served: set[str] = set()
+        for infos in self._kind_table().values():
+            for info in infos:
+                prefix = f"{info.group}/{info.version}" if info.group else info.version
+                served.update((prefix, f"{prefix}/{info.kind}"))
+        return str(version), tuple(sorted(served))
 
     def kind_by_group(self, group: str, kind: str) -> KindInfo | None:
         for refresh in (False, True):
@@ -326,6 +357,23 @@ class KubernetesAdapter:
             return None
         return LiveObject(key, item)
 
+    def allowed(self, permission: Permission) -> bool:
+        """Whether these credentials hold `permission`, by a SelfSubjectAccessReview."""
+        attributes = {
+            "group": permission.group,
+            "resource": permission.resource,
+            "verb": permission.verb,
+            **({"namespace": permission.namespace} if permission.namespace else {}),
+        }
+        body = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": attributes},
+        }
+        path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+        review = self._request("access-review", "POST", path, body=body, what="access review")
+        return bool((review.get("status") or {}).get("allowed"))
+
     # -- writes -----------------------------------------------------------
 
     def apply(self, manifest: Manifest, *, dry_run: bool, force: bool) -> ApplyResult:
@@ -384,79 +432,16 @@ class KubernetesAdapter:
     def load_inventories(
         self, target: str
     ) -> tuple[StoredInventory, Mapping[str, StoredInventory]]:
-        info = self._configmap_kind()
-        path = _collection_path(info, self._inventory_namespace)
-        own = StoredInventory()
-        others: dict[str, StoredInventory] = {}
-        # One list: every inventory as of one resourceVersion, a consistent snapshot.
-        for live in self._list(path, info, [("labelSelector", INVENTORY_LABEL)]):
-            owner = live.labels.get(INVENTORY_LABEL, "")
-            if not owner or live.key.name != inventory_name(owner):
-                continue  # a copy made by hand is nobody's inventory
-            version = str((live.manifest.get("metadata") or {}).get("resourceVersion", ""))
-            stored = StoredInventory(_decoded(live, owner), version)
-            if owner == target:
-                own = stored
-            else:
-                others[owner] = stored
-        return own, others
+        return self._inventories.load(target)
 
     def check_inventory_fits(self, target: str, inventory: Inventory) -> None:
-        check_fits(target, inventory)
+        self._inventories.check_fits(target, inventory)
 
     def describe_inventory(self, target: str) -> str:
-        return f"ConfigMap {self._inventory_namespace}/{inventory_name(target)}"
+        return self._inventories.describe(target)
 
     def save_inventory(self, target: str, inventory: Inventory, version: str) -> str:
-        check_fits(target, inventory)
-        info = self._configmap_kind()
-        metadata: dict[str, Any] = {
-            "name": inventory_name(target),
-            "namespace": self._inventory_namespace,
-            "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, INVENTORY_LABEL: target},
-        }
-        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata}
-        body["data"] = encode_inventory(inventory)
-        what = self.describe_inventory(target)
-        try:
-            if version:  # compare-and-swap: only over the version this pass read
-                metadata["resourceVersion"] = version
-                saved = self._request(
-                    "inventory",
-                    "PATCH",
-                    _object_path(info, _key_of(body, "")),
-                    query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-                    body=body,
-                    content_type="application/apply-patch+yaml",
-                    what=what,
-                )
-            else:  # a create fails if another writer created it first
-                saved = self._create_inventory(info, body, what)
-        except ClusterError as error:
-            if error.status != 409:
-                raise
-            raise InventoryError(
-                f"target {target}: {what} was changed by another writer during the pass "
-                "(another gitopsd reconciling this target?); the next pass starts from it",
-                retryable=True,
-            ) from error
-        return str(saved["metadata"]["resourceVersion"])
-
-    def _create_inventory(self, info: KindInfo, body: Manifest, what: str) -> Any:
-        """Create the inventory ConfigMap, and its Namespace only if the server says it is
-        missing: credentials limited to their own namespaces need no access to Namespaces."""
-        path = _collection_path(info, self._inventory_namespace)
-        query = [("fieldManager", FIELD_MANAGER)]
-        try:
-            return self._request("inventory", "POST", path, query=query, body=body, what=what)
-        except NotFoundError:
-            namespace = {
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {"name": self._inventory_namespace},
-            }
-            self.apply(namespace, dry_run=False, force=True)
-        return self._request("inventory", "POST", path, query=query, body=body, what=what)
+        return self._inventories.save(target, inventory, version)
 
     def _configmap_kind(self) -> KindInfo:
         return self._kind("v1", "ConfigMap")
@@ -466,30 +451,6 @@ class KubernetesAdapter:
         if info is None:
             raise ClusterError(f"the API server does not serve {api_version} {kind}")
         return info
-
-
-def _decoded(live: LiveObject, target: str) -> Inventory:
-    try:
-        return decode_inventory(live.manifest.get("data") or {})
-    except InventoryError as error:
-        raise InventoryError(
-            f"target {target}: inventory {live.key.namespace}/{live.key.name} cannot be read "
-            f"({error}); nothing is applied or pruned until it is fixed; deleting it starts a "
-            "new inventory, and objects no longer declared are then left in place"
-        ) from error
-
-
-def _kind_info(
-    group: dict[str, Any], version: dict[str, Any], resource: dict[str, Any]
-) -> KindInfo:
-    kind = resource.get("responseKind") or {}
-    return KindInfo(
-        group=(group.get("metadata") or {}).get("name", ""),
-        version=version["version"],
-        kind=kind.get("kind", ""),
-        plural=resource["resource"],
-        namespaced=resource.get("scope") == "Namespaced",
-    )
 
 
 def _key_of(manifest: Manifest, group: str) -> ResourceKey:

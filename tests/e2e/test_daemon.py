@@ -13,6 +13,8 @@ from pathlib import Path
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
+from gitopsd.adapters.inventory_store import inventories_of
+from gitopsd.model import ResourceKey
 from tests.e2e.conftest import Gitopsd, configmap, wait_for
 from tests.e2e.test_once import live_data
 
@@ -101,8 +103,10 @@ def test_sigterm_during_a_pass_stops_at_a_write_boundary_and_exits_0(
         index = item.metadata.name.removeprefix("cm-")
         assert item.data == {"index": str(int(index)), "pad": "x" * 64}
     # What was written is in the inventory, so it stays tracked for prune.
-    inventory = core.read_namespaced_config_map("gitopsd-inventory-app", ns).data["entries"]
-    assert all(f"|ConfigMap|{ns}|{item.metadata.name}" in inventory for item in present)
+    listed = core.list_namespaced_config_map(ns, label_selector="gitopsd.io/inventory-of=app")
+    stored = [core.api_client.sanitize_for_serialization(item) for item in listed.items]
+    tracked = inventories_of(stored, "app")[0].inventory.tracked
+    assert all(ResourceKey("", "ConfigMap", ns, item.metadata.name) in tracked for item in present)
     assert "daemon_stopped" in gitopsd.log() and "interrupted by shutdown" in gitopsd.log()
 
     finished = gitopsd.run("--once")

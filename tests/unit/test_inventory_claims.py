@@ -3,9 +3,12 @@ how claims are kept (issue 10, items 1 and 4)."""
 
 from __future__ import annotations
 
+import zlib
+
 import pytest
 
-from gitopsd.adapters.inventory_store import decode_inventory, encode_inventory
+from gitopsd.adapters.inventory_codec import decode, decode_legacy, encode
+from gitopsd.adapters.inventory_store import MAX_DOCUMENT
 from gitopsd.errors import InventoryError
 from gitopsd.inventory import (
     Inventory,
@@ -171,19 +174,21 @@ def test_claims_adoptions_and_pins_survive_storage_and_old_inventories_still_rea
         {SHARED: 12345678901234567},
     )
 
-    assert decode_inventory(encode_inventory(inventory)) == inventory
+    assert decode(encode(inventory), MAX_DOCUMENT) == inventory
     stored_by_an_older_gitopsd = {
-        k: v
-        for k, v in encode_inventory(inventory).items()
-        if k not in ("adopted.json", "claimed-at.json")
+        "version": "1",
+        "entries": "apps|Deployment|shop|web",
+        "claims.json": '[["apps","Deployment","shop","web"],["","ConfigMap","shop","shared"]]',
     }
-    old = decode_inventory(stored_by_an_older_gitopsd)
+    old = decode_legacy(stored_by_an_older_gitopsd)
     assert (old.adopted, old.claimed_at, old.claims) == (frozenset(), {}, {WEB, SHARED})
 
 
 def test_a_damaged_claim_time_is_an_inventory_error() -> None:
-    data = encode_inventory(Inventory(claims=frozenset({SHARED})))
+    data = {"version": "1", "claims.json": '[["", "ConfigMap", "shop", "shared"]]'}
     data["claimed-at.json"] = '[["", "ConfigMap", "shop", "shared", "soon"]]'
-
     with pytest.raises(InventoryError, match="damaged"):
-        decode_inventory(data)
+        decode_legacy(data)
+    with pytest.raises(InventoryError, match="damaged"):
+        row = b'["","ConfigMap","shop","shared",2,"","soon"]'
+        decode(zlib.compress(b'{"revision":"","objects":[' + row + b"]}", 1, 31), MAX_DOCUMENT)
