@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--target", help="only this target")
     history.add_argument("--since", type=_since, help="only the last DURATION (30m, 1h, 7d)")
     history.add_argument("--json", action="store_true", help="one JSON document")
+    history.add_argument(
+        "--all", action="store_true", help="every entry kept (default: the newest 50)"
+    )
     validate = commands.add_parser(
         "validate", help="check the configuration and render every target"
     )
@@ -179,6 +182,7 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
             _targets(config, args.target)[0].name if args.target else None,
             args.since,
             as_json=args.json,
+            everything=args.all,
         )
     if args.command == "diff":
         return _diff(config, args)
@@ -432,18 +436,23 @@ def _wait(
     return exit_code(results)
 
 
-def _history(config: Config, target: str | None, since: float | None, *, as_json: bool) -> int:
-    from gitopsd.history import print_history
+def _history(
+    config: Config, target: str | None, since: float | None, *, as_json: bool, everything: bool
+) -> int:
+    from gitopsd.history import DEFAULT_ENTRIES, last_entries, print_history
 
     journal = _open_journal(config.state_dir)
     try:
         start = time.time() - since if since is not None else None
-        print_history(
-            journal.passes(target, start),
-            journal.drifts(target, start),
-            as_json,
-            events=journal.events(target, start),
+        # Without --since or --all, the newest entries: the journal may hold months.
+        last = None if everything or since is not None else DEFAULT_ENTRIES
+        passes, drifts, events = last_entries(
+            journal.passes(target, start, last=last),
+            journal.drifts(target, start, last=last),
+            journal.events(target, start, last=last),
+            last,
         )
+        print_history(passes, drifts, as_json, events=events)
     finally:
         journal.close()
     return EXIT_OK

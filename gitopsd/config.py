@@ -161,6 +161,7 @@ class Config:
     backoff_max_seconds: float = 300.0  # cap of the delay between retries of a failing target
     stop_timeout_seconds: float = 30.0  # how long SIGTERM waits for a pass in progress
     ha: HaSettings | None = None  # several replicas sharing the targets through Leases
+    journal_retention_seconds: float = 30 * 86400.0  # older journal rows are deleted
 
     def target(self, name: str) -> TargetSettings:
         """The target called `name`; KeyError when there is none."""
@@ -173,7 +174,7 @@ class Config:
 # Key tables stay packed (fmt: skip): one key per line would fill a screen for nothing.
 _TOP_KEYS = {
     "state_dir", "interval", "log_level", "backoff_max", "stop_timeout", "http", "webhook",
-    "targets", "notify", "ha",
+    "targets", "notify", "ha", "journal_retention",
 }  # fmt: skip
 _REF_KEYS = ("branch", "tag", "semver", "commit")
 # Key tables stay packed (fmt: skip): one key per line would fill a screen for nothing.
@@ -226,6 +227,10 @@ def load_config(path: Path) -> Config:
         backoff_max_seconds=top.duration("backoff_max", 300.0) or 300.0,
         stop_timeout_seconds=top.duration("stop_timeout", 30.0, maximum=_MAX_WAIT) or 30.0,
         ha=read_ha(top),
+        journal_retention_seconds=top.duration(
+            "journal_retention", 30 * 86400.0, maximum=3650 * 86400.0
+        )
+        or 30 * 86400.0,
     )
 
 

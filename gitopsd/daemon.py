@@ -33,6 +33,7 @@ from gitopsd.metrics import Metrics
 from gitopsd.notify import Notifier
 from gitopsd.ordered import DependencyTracker
 from gitopsd.passresult import PassResult
+from gitopsd.retention import JournalPruner
 from gitopsd.schedule import RunnerFactory, Slot, TargetEntry, plan_reload
 from gitopsd.sinks import Outbox, SinkSpec, read_specs
 from gitopsd.status import StatusBoard
@@ -163,6 +164,8 @@ class Daemon:
         self.backend.secret = self._read_secret(self.config)
         self.outbox = Outbox(read_specs(self.config), self.config, self.board.metrics, self._clock)
         self.outbox.start()
+        pruner = JournalPruner(self._journal, self.config.journal_retention_seconds, self._clock)
+        pruner.start()  # in its own thread: passes wait for one small batch at most
         listener = self._start_http()  # a port in use fails the start before any pass
         self._start_ha()
         self._install_signals()
@@ -174,6 +177,7 @@ class Daemon:
         try:
             self._main_loop()
         finally:
+            pruner.stop()
             if listener is not None:
                 listener.stop()
         return self._shutdown()

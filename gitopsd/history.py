@@ -8,6 +8,29 @@ import time
 from typing import Any, TextIO
 
 _VALUE_WIDTH = 40
+# `gitopsd history` without --since or --all: the newest entries only, however old the journal.
+DEFAULT_ENTRIES = 50
+
+
+def last_entries(
+    passes: list[dict[str, Any]],
+    drifts: list[dict[str, Any]],
+    events: list[dict[str, Any]],
+    count: int | None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The `count` newest of passes, drifts and events together (all for None), each list
+    oldest first."""
+    if count is None:
+        return passes, drifts, events
+    stamped = [(p["started_at"], p["id"], 0, i) for i, p in enumerate(passes)]
+    stamped += [(d["time"], d["id"], 1, i) for i, d in enumerate(drifts)]
+    stamped += [(e["time"], e["id"], 2, i) for i, e in enumerate(events)]
+    kept = {(source, index) for _, _, source, index in sorted(stamped)[-count:]} if count else set()
+    return (
+        [p for i, p in enumerate(passes) if (0, i) in kept],
+        [d for i, d in enumerate(drifts) if (1, i) in kept],
+        [e for i, e in enumerate(events) if (2, i) in kept],
+    )
 
 
 def print_history(

@@ -55,7 +55,13 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS passes_target_time ON passes (target, started_at);
 CREATE INDEX IF NOT EXISTS drifts_target_time ON drifts (target, time);
+CREATE INDEX IF NOT EXISTS passes_time ON passes (started_at);
+CREATE INDEX IF NOT EXISTS drifts_time ON drifts (time);
+CREATE INDEX IF NOT EXISTS events_time ON events (time);
 """
+# Rows deleted per transaction when pruning: a pass recording meanwhile waits for one batch.
+PRUNE_BATCH = 2000
+_TIME_COLUMNS = (("drifts", "time"), ("passes", "started_at"), ("events", "time"))
 
 
 @contextmanager
@@ -157,27 +163,56 @@ class Journal:
                 (target, at, event, json.dumps(detail)),
             )
 
-    def events(self, target: str | None = None, since: float | None = None) -> list[dict[str, Any]]:
-        """Other events, oldest first; `detail` decoded."""
-        rows = self._select("events", "time", target, since)
+    def prune(self, before: float) -> int:
+        """Delete passes, drifts and events older than `before`, PRUNE_BATCH rows per
+        transaction; the number of rows deleted."""
+        deleted = 0
+        for table, column in _TIME_COLUMNS:
+            while True:
+                with _translated(self._path), self._lock, self._db:
+                    count = self._db.execute(
+                        f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} "
+                        f"WHERE {column} < ? LIMIT ?)",
+                        (before, PRUNE_BATCH),
+                    ).rowcount
+                deleted += count
+                if count < PRUNE_BATCH:
+                    break
+        return deleted
+
+    def events(
+        self, target: str | None = None, since: float | None = None, *, last: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Other events, oldest first (only the `last` newest if given); `detail` decoded."""
+        rows = self._select("events", "time", target, since, last)
         for row in rows:
             row["detail"] = json.loads(row["detail"])
         return rows
 
-    def passes(self, target: str | None = None, since: float | None = None) -> list[dict[str, Any]]:
-        """Passes, oldest first, optionally for one target and after a time."""
-        return self._select("passes", "started_at", target, since)
+    def passes(
+        self, target: str | None = None, since: float | None = None, *, last: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Passes, oldest first, optionally for one target, after a time, the `last` newest."""
+        return self._select("passes", "started_at", target, since, last)
 
-    def drifts(self, target: str | None = None, since: float | None = None) -> list[dict[str, Any]]:
-        """Drift records, oldest first; `fields` and `managers` decoded."""
-        rows = self._select("drifts", "time", target, since)
+    def drifts(
+        self, target: str | None = None, since: float | None = None, *, last: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Drift records, oldest first (the `last` newest if given); `fields` and `managers`
+        decoded."""
+        rows = self._select("drifts", "time", target, since, last)
         for row in rows:
             row["fields"] = json.loads(row["fields"])
             row["managers"] = json.loads(row["managers"])
         return rows
 
     def _select(
-        self, table: str, time_column: str, target: str | None, since: float | None
+        self,
+        table: str,
+        time_column: str,
+        target: str | None,
+        since: float | None,
+        last: int | None = None,
     ) -> list[dict[str, Any]]:
         clauses: list[str] = []
         params: list[object] = []
@@ -188,10 +223,15 @@ class Journal:
             clauses.append(f"{time_column} >= ?")
             params.append(since)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        with _translated(self._path), self._lock:
-            cursor = self._db.execute(
-                f"SELECT * FROM {table}{where} ORDER BY {time_column}, id", params
+        query = f"SELECT * FROM {table}{where} ORDER BY {time_column}, id"
+        if last is not None:  # the newest rows through the time index, then oldest first
+            query = (
+                f"SELECT * FROM (SELECT * FROM {table}{where} ORDER BY {time_column} DESC, "
+                f"id DESC LIMIT ?) ORDER BY {time_column}, id"
             )
+            params.append(last)
+        with _translated(self._path), self._lock:
+            cursor = self._db.execute(query, params)
             names = [column[0] for column in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
