@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubernetes import client
+
 from tests.cluster.test_health_wait import DEPLOYMENT, available, write_deployment_status
 from tests.e2e.conftest import Gitopsd
 
@@ -80,3 +82,37 @@ def test_wait_command_exits_1_when_the_cluster_cannot_be_read(gitopsd: Gitopsd) 
 
     assert result.returncode == 1
     assert "target app" in result.stderr and str(missing) in result.stderr
+
+
+APP_SETTINGS = """\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: app-settings}
+data: {database: db}
+"""
+
+
+def test_once_runs_app_only_after_db_is_healthy(gitopsd: Gitopsd, api_client: Any) -> None:
+    ns = gitopsd.namespace
+    gitopsd.remote.commit({"db/web.yaml": DEPLOYMENT, "app/settings.yaml": APP_SETTINGS})
+    gitopsd.write_config(
+        gitopsd.target("app", path="app", depends_on=["db"]),
+        gitopsd.target("db", path="db", wait=True, health_timeout="2s"),
+    )
+
+    held = gitopsd.run("--once")
+
+    assert held.returncode == 5, held.stderr
+    assert (
+        "target app: waiting for target db: progressing, 0/2 replicas created "
+        f"(Deployment.apps {ns}/web)"
+    ) in held.stderr
+    settings = client.CoreV1Api(api_client).list_namespaced_config_map(ns).items
+    assert "app-settings" not in {c.metadata.name for c in settings}
+
+    write_deployment_status(api_client, ns, {"observedGeneration": 1, "replicas": 2})
+    write_deployment_status(api_client, ns, available(2))
+    healthy = gitopsd.run("--once")
+
+    assert healthy.returncode == 0, healthy.stderr
+    client.CoreV1Api(api_client).read_namespaced_config_map("app-settings", ns)
