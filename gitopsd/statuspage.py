@@ -115,6 +115,8 @@ def _card(name: str, target: Mapping[str, Any], now: float, *, link: str | None)
         ("next run", _next_run(target, now)),
         ("failures", _failures(target, now)),
     ]
+    if target.get("waiting_for"):  # depends_on: the dependency not ready, and why
+        rows.append(("waiting", _e(str(target["waiting_for"]))))
     if target.get("lease_holder"):  # present once HA reports it
         rows.append(("lease", _e(str(target["lease_holder"]))))
     cells = "".join(f"<dt>{key}</dt><dd>{value}</dd>" for key, value in rows)

@@ -25,6 +25,8 @@ from gitopsd.notifications import (
 from gitopsd.notifyconfig import SinkSettings
 from gitopsd.passresult import ObjectStatus, PassOutcome, PassResult
 from gitopsd.status import StatusBoard
+from gitopsd.statuspage import index_page
+from tests.unit.test_statuspage import NOW, status, target, text
 
 WEB = ResourceKey("apps", "Deployment", "prod", "web")
 REVISION = Revision("0123456789abcdef0123456789abcdef01234567", "refs/heads/main", "m", "a")
@@ -182,3 +184,12 @@ def test_workload_health(
 ) -> None:
     objects = [ObjectStatus(WEB, ObjectHealth(Health(h), "")) for h in health]
     assert passed(outcome, *objects).workload_health is expected
+
+
+def test_the_status_page_says_what_a_waiting_target_waits_for() -> None:
+    why = "waiting for target db: progressing, 1/3 <replicas> available"
+    page = index_page(status(app=target(health="waiting", waiting_for=why), db=target()), now=NOW)
+    assert "waiting waiting for target db: progressing, 1/3 &lt;replicas&gt; available" in text(
+        page
+    )
+    assert text(index_page(status(db=target()), now=NOW)).count("waiting") == 0
