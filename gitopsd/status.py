@@ -170,7 +170,8 @@ class StatusBoard:
             status = replace(status)
         self.metrics.observe_pass(result)
         fields = {"target": name, "outcome": outcome, "revision": status.revision}
-        if changed_from is not None and status.health != "ok":
+        # Waiting for a dependency is no failure (ordered.py logs pass_waiting).
+        if changed_from is not None and status.health not in ("ok", "waiting"):
             log.error("target_failing", health=status.health, error=status.error, **fields)
         elif changed_from not in (None, "unknown") and status.health == "ok":
             log.info("target_recovered", was=changed_from, **fields)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from gitopsd.clock import ManualClock
 from gitopsd.config import load_config
@@ -193,3 +194,11 @@ def test_the_status_page_says_what_a_waiting_target_waits_for() -> None:
         page
     )
     assert text(index_page(status(db=target()), now=NOW)).count("waiting") == 0
+
+
+def test_waiting_is_not_logged_as_a_failing_target() -> None:
+    statuses = board("app", "db")
+    with capture_logs() as logs:
+        statuses.record(PassResult.waiting("app", "waiting for target db: no pass yet", 0.0))
+        statuses.record(passed(PassOutcome.DEGRADED, slow(), target="db"))
+    assert [e["target"] for e in logs if e["event"] == "target_failing"] == ["db"]
