@@ -172,3 +172,18 @@ def test_a_wave_that_is_no_integer_refuses_the_revision_naming_the_document(rig:
     assert result.outcome is PassOutcome.FAILED
     assert str(result.error).startswith("job.yaml#1: annotation gitopsd.io/wave: 'first'")
     assert result.changes.writes == 0
+
+
+def test_an_invalid_object_in_a_later_wave_refuses_the_revision_before_any_write(
+    rig: Rig, api_client: Any
+) -> None:
+    invalid = DEPLOYMENT.replace("replicas: 2", "replicas: -3")
+    rig.source.files = {"job.yaml": JOB, "web.yaml": invalid}
+    rig.configure(wait=True, health_timeout_seconds=1.0)
+
+    result = rig.run()
+
+    assert result.outcome is PassOutcome.FAILED
+    assert "revision refused, nothing written" in str(result.error)
+    assert "Deployment.apps" in str(result.error) and result.changes.writes == 0
+    assert not exists(api_client, rig.namespace, "Job", "migrate")
