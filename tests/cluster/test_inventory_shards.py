@@ -95,6 +95,21 @@ def test_the_shard_count_follows_the_target_and_stale_shards_go(
     assert fresh.inventory == big(300)
 
 
+def test_the_first_save_creates_a_missing_inventory_namespace(
+    kubeconfig: Path, api_client: Any, namespace: str
+) -> None:
+    missing = f"{namespace}-inventory"
+    adapter = KubernetesAdapter(ClusterSettings(kubeconfig=kubeconfig), missing)
+    core = client.CoreV1Api(api_client)
+    try:
+        version = adapter.save_inventory("shop", big(20_000), "")
+        assert adapter.load_inventories("shop")[0].version == version
+        assert len(_stored(api_client, missing, "shop")) == 3
+    finally:
+        adapter.close()
+        core.delete_namespace(missing)
+
+
 @pytest.mark.parametrize("count", [300, 30_000], ids=["one-configmap", "sharded"])
 def test_of_two_writers_over_one_version_the_second_is_refused(
     adapter: KubernetesAdapter, kubeconfig: Path, namespace: str, count: int
