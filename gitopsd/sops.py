@@ -10,13 +10,16 @@ every diff, event and journal entry shows their values only as stand-ins.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+from binascii import Error as Base64Error
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,9 @@ from gitopsd.model import DECRYPTED_ANNOTATION, DesiredObject, SourceFile
 
 # Every value sops encrypts, and the MAC it always stores, is written so.
 _MARK = b"ENC[AES256_GCM,"
+# ... and so once a generator base64-encodes it (a kustomize secretGenerator, Helm b64enc).
+_MARK_B64 = base64.b64encode(_MARK)
+_TOKEN = re.compile(rb"ENC\[AES256_GCM,[^\]]*\]")
 _DOTENV_MAC = re.compile(rb"^sops_mac=ENC\[", re.MULTILINE)
 _INI_MAC = re.compile(rb"^\[sops\][^\[]*^mac\s*=\s*ENC\[", re.MULTILINE)
 # Public keys only: age recipients and OpenPGP fingerprints, in any of sops's formats.
@@ -38,6 +44,7 @@ _ENCRYPTED_VALUE = re.compile(r"^ENC\[AES256_GCM,")
 # sops exit codes (cmd/sops/codes): why a decryption failed.
 _MAC_MISMATCH, _MAC_NOT_FOUND, _NO_KEY = 51, 52, 128
 _TIMEOUT_SECONDS = 60.0
+_PARALLEL = 4
 
 
 @dataclass(frozen=True)
@@ -93,17 +100,13 @@ def decrypt_files(
         )
     decrypted: dict[str, SourceFile] = {}
     values: set[str] = set()
-    with private_dir() as home:
-        env = _environment(settings, home)
-        for file, fmt in found:
-            try:
-                plain = _run_sops(settings.sops_tool, file, fmt, env)
-            except _Refused as refusal:
-                raise DecryptionError(
-                    f"{file.path}: {refusal.reason}", retryable=refusal.retryable
-                ) from refusal.__cause__
-            decrypted[file.path] = replace(file, content=plain)
-            values.update(_secret_values(file, plain, fmt))
+    for (file, fmt), plain in zip(found, _decrypt_all(settings, found), strict=True):
+        if isinstance(plain, _Refused):
+            raise DecryptionError(
+                f"{file.path}: {plain.reason}", retryable=plain.retryable
+            ) from plain.__cause__
+        decrypted[file.path] = replace(file, content=plain)
+        values.update(_secret_values(file, plain, fmt))
     return Decrypted(
         tuple(decrypted.get(file.path, file) for file in files),
         frozenset(decrypted),
@@ -119,14 +122,18 @@ class TreeDecryption:
     root: Path
     target: str
     decrypted: Decrypted
-    refused: tuple[tuple[str, str], ...] = ()  # (path, one-line reason), in path order
+    refused: tuple[tuple[str, str, bytes], ...] = ()  # (path, reason, content), path order
 
     def check_output(self, output: bytes) -> None:
         """Refuse a render whose output still carries SOPS-encrypted values."""
-        if _MARK not in output:
+        if _MARK not in output and _MARK_B64 not in output:
             return
         if self.refused:
-            path, reason = self.refused[0]
+            # The file whose ciphertext shows in the output, else the first one refused.
+            path, reason, _ = next(
+                (r for r in self.refused if any(t in output for t in _TOKEN.findall(r[2]))),
+                self.refused[0],
+            )
             raise DecryptionError(f"{path}: {reason}")
         found = next((file.path for _, file, _ in _sops_files(self.root)), None)
         if found is not None:  # no decryption section: the tree was not even read
@@ -150,17 +157,14 @@ def decrypt_tree(root: Path, settings: DecryptionSettings | None, target: str) -
     if settings is None or not found:
         return TreeDecryption(root, target, Decrypted(files=()))
     paths, values, refused = set(), set(), []
-    with private_dir() as home:
-        env = _environment(settings, home)
-        for path, file, fmt in found:
-            try:
-                plain = _run_sops(settings.sops_tool, file, fmt, env)
-            except _Refused as refusal:
-                refused.append((file.path, refusal.reason))
-                continue
-            path.write_bytes(plain)
-            paths.add(file.path)
-            values.update(_secret_values(file, plain, fmt))
+    inputs = [(file, fmt) for _, file, fmt in found]
+    for (path, file, fmt), plain in zip(found, _decrypt_all(settings, inputs), strict=True):
+        if isinstance(plain, _Refused):
+            refused.append((file.path, plain.reason, file.content))
+            continue
+        path.write_bytes(plain)
+        paths.add(file.path)
+        values.update(_secret_values(file, plain, fmt))
     decrypted = Decrypted(files=(), paths=frozenset(paths), values=frozenset(values))
     return TreeDecryption(root, target, decrypted, tuple(refused))
 
@@ -231,9 +235,6 @@ def _write_secring(keyring: Path, secring: Path) -> None:
 
 def _dearmor(armored: bytes, keyring: Path) -> bytes:
     """The binary packets of an ASCII-armored key block (RFC 4880 section 6.2)."""
-    import base64
-    import binascii
-
     lines = armored.decode("ascii", errors="replace").splitlines()
     try:
         start = next(i for i, line in enumerate(lines) if line.startswith("-----BEGIN"))
@@ -244,11 +245,31 @@ def _dearmor(armored: bytes, keyring: Path) -> bytes:
                 break
             body.append(line.strip())
         return base64.b64decode("".join(body), validate=True)
-    except (StopIteration, binascii.Error) as exc:
+    except (StopIteration, Base64Error) as exc:
         raise DecryptionError(
             f"gpg_keyring {keyring}: not an OpenPGP key block: export it with "
             "`gpg --export-secret-keys`, or name a GnuPG home folder"
         ) from exc
+
+
+def _decrypt_all(
+    settings: DecryptionSettings, found: Sequence[tuple[SourceFile, str]]
+) -> list[bytes | _Refused]:
+    """Each file's plaintext, or why sops refused it; a few sops processes at a time,
+    since each spends most of its time starting (measured in README)."""
+    with private_dir() as home:
+        env = _environment(settings, home)
+
+        def one(item: tuple[SourceFile, str]) -> bytes | _Refused:
+            try:
+                return _run_sops(settings.sops_tool, item[0], item[1], env)
+            except _Refused as refusal:
+                return refusal
+
+        if len(found) == 1:
+            return [one(found[0])]
+        with ThreadPoolExecutor(max_workers=_PARALLEL) as pool:
+            return list(pool.map(one, found))
 
 
 def _run_sops(tool: str, file: SourceFile, fmt: str, env: Mapping[str, str]) -> bytes:
