@@ -200,6 +200,7 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
         lock.acquire(wait=args.wait_lock)
         journal = _open_journal(config.state_dir)
         try:
+            _use_installation_key(config.state_dir)
             if args.once:
                 return _once(config, journal, dry_run=args.dry_run)
             return _daemon(config, journal, dry_run=args.dry_run, fixed=args.log_level is not None)
@@ -226,13 +227,23 @@ def _state(config: Config, *, wait: bool) -> Iterator[tuple[Config, Journal]]:
         lock = stack.enter_context(StateLock(config.state_dir))
         try:
             lock.acquire(wait=wait)
+            _use_installation_key(config.state_dir)
         except LockError as exc:
             scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gitopsd-")))
             log.info("using_scratch_state_dir", reason=str(exc), state_dir=str(scratch))
+            with contextlib.suppress(GitopsdError):  # another user's daemon: a process key
+                _use_installation_key(config.state_dir)
             config = replace(config, state_dir=scratch)
         journal = _open_journal(config.state_dir)
         stack.callback(journal.close)
         yield config, journal
+
+
+def _use_installation_key(state_dir: Path) -> None:
+    """Secret stand-ins keyed by this installation's key (gitopsd.standin)."""
+    from gitopsd.standin import use_installation_key
+
+    use_installation_key(state_dir)
 
 
 def _open_journal(state_dir: Path) -> Journal:

@@ -30,6 +30,7 @@ from gitopsd.runner import preview_pass
 from gitopsd.source.git import GitSource
 from gitopsd.source.local import read_directory
 from gitopsd.source.snapshot import Origin, Snapshot
+from gitopsd.standin import use_installation_key
 
 log = structlog.get_logger("gitopsd.diff")
 
@@ -95,7 +96,10 @@ def _state_dir(config: Config, *, wait: bool) -> Iterator[Path]:
     with StateLock(config.state_dir) as lock:
         try:
             lock.acquire(wait=wait)
+            use_installation_key(config.state_dir)  # stand-ins as the journal shows them
         except LockError as exc:
+            with contextlib.suppress(GitopsdError):  # another user's daemon: a process key
+                use_installation_key(config.state_dir)
             with tempfile.TemporaryDirectory(prefix="gitopsd-diff-") as scratch:
                 log.info("using_scratch_state_dir", reason=str(exc), state_dir=scratch)
                 yield Path(scratch)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gitopsd.model import DECRYPTED_ANNOTATION, Manifest
 from gitopsd.quantity import parse_quantity
+from gitopsd.standin import stand_in
 
 LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
 # Metadata the API server writes: never declared, never compared.
@@ -55,8 +55,9 @@ _QUANTITY_FIELDS = frozenset({"sizeLimit"})
 
 
 def redacted(raw: bytes) -> str:
-    """The stand-in for a secret value: a short hash, so a change shows but the value never."""
-    return f"<redacted sha256:{hashlib.sha256(raw).hexdigest()[:8]}>"
+    """The stand-in for a secret value: a short keyed hash (gitopsd.standin), so a change
+    shows but the value never, nor a way to test a guess."""
+    return stand_in(raw)
 
 
 def _decoded(value: Any) -> bytes:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import subprocess
@@ -12,6 +11,7 @@ from kubernetes import client
 
 from gitopsd.lock import LOCK_NAME, StateLock
 from tests.e2e.conftest import Gitopsd, configmap, secret, wait_for
+from tests.support.standins import shown_as
 
 
 def live_data(api_client: object, namespace: str, name: str) -> dict[str, str] | None:
@@ -95,7 +95,8 @@ def test_diff_shows_the_changed_line_and_never_a_secret_value(
     assert any(line.startswith("+") and "green" in line for line in lines), result.stdout
     assert not any("large" in line and line[:1] in "+-" for line in lines)
     # The Secret's change shows as a changed short hash of each value, never the value.
-    old, new = _redacted("old-token-value"), _redacted("new-token-value")
+    old = shown_as("old-token-value", gitopsd.state_dir)
+    new = shown_as("new-token-value", gitopsd.state_dir)
     assert any(line.startswith("-") and old in line for line in lines), result.stdout
     assert any(line.startswith("+") and new in line for line in lines), result.stdout
     everything = result.stdout + result.stderr
@@ -103,11 +104,6 @@ def test_diff_shows_the_changed_line_and_never_a_secret_value(
         assert value not in everything
         assert base64.b64encode(value.encode()).decode() not in everything
     assert live_data(api_client, ns, "app") == {"color": "blue", "size": "large"}
-
-
-def _redacted(value: str) -> str:
-    """How gitopsd shows a secret value: a short SHA-256 of its bytes."""
-    return f"sha256:{hashlib.sha256(value.encode()).hexdigest()[:8]}"
 
 
 def test_validate_needs_no_cluster(gitopsd: Gitopsd) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import hashlib
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ from gitopsd.normalize import (
     redact_secret,
     secret_string_data_to_data,
 )
+from tests.support.standins import shown_as
 from tests.unit._data import cases
 
 
@@ -29,7 +29,7 @@ def _b64(text: str) -> str:
 
 
 def _short_hash(text: str) -> str:
-    return f"<redacted sha256:{hashlib.sha256(text.encode()).hexdigest()[:8]}>"
+    return shown_as(text)
 
 
 SECRET = {

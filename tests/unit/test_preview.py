@@ -228,7 +228,7 @@ def test_secret_values_appear_in_no_format() -> None:
     change = ObjectChange(key, Change.UPDATE, diff, ("data.token",))
     previews = [TargetPreview("app", "git", REVISION, (change,))]
     for text in (as_text(previews), as_markdown(previews), as_json(previews)):
-        assert "<redacted sha256:" in text
+        assert "<redacted hmac:" in text
         for secret in (value, "old-value"):
             assert secret not in text
             assert base64.b64encode(secret.encode()).decode() not in text
