@@ -79,6 +79,8 @@ class RenderSettings:
     max_output_bytes: int = 64 * 1024 * 1024
     kustomize_tool: str | None = None  # None: `kustomize`, else `kubectl kustomize`
     helm_tool: str | None = None  # None: `helm` on PATH
+    # Where chart archives and indexes are kept: <state_dir>/charts, set by the runner.
+    chart_cache: Path | None = None
 
     @property
     def substitutes(self) -> bool:

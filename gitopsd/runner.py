@@ -20,10 +20,11 @@ from gitopsd.passresult import PassResult
 from gitopsd.readonly import ReadOnlyAdapter
 from gitopsd.reconcile import Reconciler
 from gitopsd.rendercache import RenderCache
-from gitopsd.renderers import RenderJob, choose, render_target
+from gitopsd.renderers import RenderJob, choose, render_target, with_chart_cache
 from gitopsd.source.git import GitSource
 from gitopsd.source.snapshot import Snapshot
 from gitopsd.watching import WatchHub
+from gitopsd.waves import waves_of
 
 
 class TargetRunner:
@@ -38,7 +39,8 @@ class TargetRunner:
         watches: WatchHub | None = None,
         fence: Callable[[], None] | None = None,
     ) -> None:
-        self.target = target
+        # Chart archives from chart repositories are kept next to the Git mirrors.
+        self.target = with_chart_cache(target, config.state_dir / "charts")
         # The daemon's watches (None for --once, diff and validate, which list as before).
         self._watches = watches if target.watch.enabled else None
         self._interval = target.interval_seconds or config.interval_seconds
@@ -107,7 +109,9 @@ class TargetRunner:
             lambda _v, _k: None,
             checkout=lambda directory: self._source.checkout(revision, directory),
         )
-        return len(render_target(job)), choose(self.target.render, files).value
+        declared = render_target(job)
+        waves_of(declared)  # a wave that is no integer refuses the revision, as a pass would
+        return len(declared), choose(self.target.render, files).value
 
     def close(self) -> None:
         if self._watches is not None:

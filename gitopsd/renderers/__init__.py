@@ -14,7 +14,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from gitopsd.config import TargetSettings
@@ -22,6 +22,7 @@ from gitopsd.errors import RenderError
 from gitopsd.model import DECRYPTED_ANNOTATION, DesiredObject, Manifest, Revision, SourceFile
 from gitopsd.render import Namespaced, documents, render_documents, stream_documents
 from gitopsd.renderconfig import RenderKind, RenderSettings
+from gitopsd.renderers.charts import chart_repository, chart_version, unpack_chart
 from gitopsd.renderers.helm import (
     Capabilities,
     HelmInput,
@@ -38,7 +39,15 @@ from gitopsd.sops import Decrypted, decrypt_files, decrypt_tree, mark_decrypted,
 # Writes the repository at the revision into a directory; returns the symlinks left out.
 Checkout = Callable[[Path], frozenset[str]]
 
-__all__ = ["Capabilities", "RenderJob", "choose", "fingerprint", "job_for", "render_target"]
+__all__ = [
+    "Capabilities",
+    "RenderJob",
+    "choose",
+    "fingerprint",
+    "job_for",
+    "render_target",
+    "with_chart_cache",
+]
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,11 @@ def job_for(
     )
 
 
+def with_chart_cache(target: TargetSettings, directory: Path) -> TargetSettings:
+    """`target` with chart repository downloads kept in `directory` (the state directory's)."""
+    return replace(target, render=replace(target.render, chart_cache=directory))
+
+
 def choose(settings: RenderSettings, files: Sequence[SourceFile]) -> RenderKind:
     """The renderer `auto` means for these files: kustomize, Helm, else plain YAML."""
     if settings.kind is not RenderKind.AUTO:
@@ -110,6 +124,8 @@ def fingerprint(target: TargetSettings) -> str:
         "kustomize": identity(kustomize_argv(settings.kustomize_tool, Path("."))[0]),
         "helm": identity(settings.helm_tool or "helm"),
         "variables": read_variables(settings, target.name).digest() if settings.substitutes else "",
+        # A new chart version matching helm.version renders again (one conditional request).
+        "chart": chart_version(target) if settings.helm.chart is not None else "",
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
@@ -210,7 +226,10 @@ def _kustomize(
 def _helm(job: RenderJob, checkout: Path, home: Path, what: str) -> bytes:
     settings = job.target.render
     helm = settings.helm
-    chart = checkout / job.target.source.path
+    if helm.chart is not None:
+        chart = unpack_chart(chart_repository(job.target).resolve(), home / "chart", what)
+    else:
+        chart = checkout / job.target.source.path
     if not (chart / "Chart.yaml").is_file():
         raise RenderError(f"{what}: no Chart.yaml at {job.target.source.path!r}")
     check_dependencies(chart, what)
