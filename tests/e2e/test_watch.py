@@ -99,12 +99,13 @@ def test_drift_is_corrected_from_watch_events_without_waiting_for_the_interval(
     apps.patch_namespaced_deployment("web", ns, scale, field_manager="scaler")
     wait_for(lambda: apps.read_namespaced_deployment("web", ns).spec.replicas == 2, DEADLINE)
 
-    unlabel = {"metadata": {"labels": {"gitopsd.io/target": None}}}
+    # Without its managed-by label the object leaves the watch's selector: a DELETED event.
+    unlabel = {"metadata": {"labels": {"app.kubernetes.io/managed-by": None}}}
     core.patch_namespaced_config_map("settings", ns, unlabel, field_manager="relabeller")
 
     def relabelled() -> bool:
         labels = core.read_namespaced_config_map("settings", ns).metadata.labels or {}
-        return labels.get("gitopsd.io/target") == "app"
+        return labels.get("app.kubernetes.io/managed-by") == "gitopsd"
 
     wait_for(relabelled, DEADLINE)
 
@@ -113,6 +114,13 @@ def test_drift_is_corrected_from_watch_events_without_waiting_for_the_interval(
     assert _drifts(gitopsd, "web", "Service")[-1]["action"] in ("created", "recreated")
     assert _sum(gitopsd, "gitopsd_passes_total") < 10  # one pass per drift, give or take
     assert _sum(gitopsd, "gitopsd_drift_correction_seconds_count") >= 4
+    assert _sum(gitopsd, "gitopsd_event_triggered_passes_total") >= 4
+    assert (
+        _sum(gitopsd, "gitopsd_watches_open") == 3
+    )  # ConfigMap (inventory too), Service, Deployment
+    assert _sum(gitopsd, "gitopsd_watch_cache_objects") >= 4  # its 3 objects, the inventory
+    assert _sum(gitopsd, "gitopsd_watch_events_total", type="DELETED") >= 2  # delete, unlabel
+    assert _sum(gitopsd, "gitopsd_watch_relists_total") == 0
 
 
 def test_own_writes_trigger_no_pass(gitopsd: Gitopsd, api_client: Any) -> None:
