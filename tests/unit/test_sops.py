@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
+import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gitopsd.diff import compare, object_diff_text
+from gitopsd.errors import DecryptionError
 from gitopsd.model import DECRYPTED_ANNOTATION, DesiredObject, LiveObject, ResourceKey, SourceFile
 from gitopsd.normalize import redact_pair
-from gitopsd.sops import Decrypted, mark_decrypted, recipients, sops_format
+from gitopsd.sops import Decrypted, TreeDecryption, mark_decrypted, recipients, sops_format
+from tests.support.standins import shown_as
 
 ENC = "ENC[AES256_GCM,data:Zm9v,iv:YmFy,tag:YmF6,type:str]"
 YAML_SOPS = f"""apiVersion: v1
@@ -32,7 +35,7 @@ sops:
 
 
 def _stand_in(text: str) -> str:
-    return f"<redacted sha256:{hashlib.sha256(text.encode()).hexdigest()[:8]}>"
+    return shown_as(text)
 
 
 @pytest.mark.parametrize(
@@ -112,3 +115,27 @@ def test_unmarked_objects_keep_their_values_and_secrets_stay_redacted() -> None:
     secret = {"kind": "Secret", "metadata": {"name": "s"}, "stringData": {"a": "hidden"}}
     shown, _ = redact_pair(secret, None)
     assert shown is not None and shown["stringData"] == {"a": _stand_in("hidden")}
+
+
+def test_render_output_with_ciphertext_is_refused_naming_the_file_it_came_from(
+    tmp_path: Path,
+) -> None:
+    other = "ENC[AES256_GCM,data:b3RoZXI=,iv:aXY=,tag:dGFn,type:str]"
+    refused = (
+        ("a.env", "no key able to decrypt it (recipients: age1x)", f"A={other}\n".encode()),
+        ("b.env", "no key able to decrypt it (recipients: age1y)", f"B={ENC}\n".encode()),
+    )
+    tree = TreeDecryption(tmp_path, "app", Decrypted(files=()), refused)
+    tree.check_output(b"kind: ConfigMap\ndata: {a: clear}\n")  # nothing encrypted: fine
+    with pytest.raises(DecryptionError, match=r"^b\.env: no key able to decrypt it"):
+        tree.check_output(f"data:\n  B: {ENC}\n".encode())
+    # A generator base64-encodes values (kustomize secretGenerator): still caught.
+    encoded = base64.b64encode(ENC.encode()).decode()
+    with pytest.raises(DecryptionError, match=r"^a\.env: "):
+        tree.check_output(f"data:\n  B: {encoded}\n".encode())
+    # Without a decryption section the tree is not read until ciphertext shows.
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "values.yaml").write_text(YAML_SOPS)
+    unread = TreeDecryption(tmp_path, "app", Decrypted(files=()))
+    with pytest.raises(DecryptionError, match=r"^app/values\.yaml: encrypted with SOPS; set"):
+        unread.check_output(f"dsn: {ENC}\n".encode())
