@@ -127,4 +127,27 @@ def _verify_gpg(signature: bytes, payload: bytes, keyring: Path, state_dir: Path
     valid = [line.split()[2] for line in status if line.startswith("[GNUPG:] VALIDSIG ")]
     if checked.returncode != 0 or not valid:
         raise Untrusted("the commit is not signed by a key in the keyring")
+    problem = key_problem(status)
+    if problem:
+        raise Untrusted(f"the commit is signed by key {valid[0]}, which {problem}")
     return valid[0]
+
+
+# gpg's status words for a signature that verifies but must not be trusted. `--trust-model
+# always` takes the keyring's keys as trusted; it does not make an expired key valid again.
+_KEY_PROBLEMS = {
+    "EXPKEYSIG": "has expired",
+    "REVKEYSIG": "has been revoked",
+    "EXPSIG": "made a signature that has expired",
+}
+
+
+def key_problem(status: list[str]) -> str | None:
+    """Why a verified signature is still refused, from gpg's --status-fd lines; None if good."""
+    for line in status:
+        words = line.split()
+        if len(words) > 1 and words[0] == "[GNUPG:]" and words[1] in _KEY_PROBLEMS:
+            return _KEY_PROBLEMS[words[1]]
+    if not any(line.startswith("[GNUPG:] GOODSIG ") for line in status):
+        return "gpg did not report as good"
+    return None
