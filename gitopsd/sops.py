@@ -44,6 +44,7 @@ _ENCRYPTED_VALUE = re.compile(r"^ENC\[AES256_GCM,")
 # sops exit codes (cmd/sops/codes): why a decryption failed.
 _MAC_MISMATCH, _MAC_NOT_FOUND, _NO_KEY = 51, 52, 128
 _TIMEOUT_SECONDS = 60.0
+_SHOWN_FIELDS = frozenset({"apiVersion", "kind", "metadata"})
 _PARALLEL = 4
 
 
@@ -332,6 +333,15 @@ def _secret_values(encrypted: SourceFile, plain: bytes, fmt: str) -> set[str]:
         return set()  # render reads the decrypted file next and says what is wrong
     values: set[str] = set()
     for old, new in zip(before, after, strict=False):
+        if (
+            isinstance(old, dict)
+            and isinstance(new, dict)
+            and "apiVersion" in new
+            and "kind" in new
+        ):
+            # A manifest's type and metadata are always shown: were they encrypted too,
+            # "v1" or its name would mark every generated object.
+            old = {k: v for k, v in old.items() if k not in _SHOWN_FIELDS}
         _collect(old, new, values)
     return values
 

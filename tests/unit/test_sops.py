@@ -13,7 +13,14 @@ from gitopsd.diff import compare, object_diff_text
 from gitopsd.errors import DecryptionError
 from gitopsd.model import DECRYPTED_ANNOTATION, DesiredObject, LiveObject, ResourceKey, SourceFile
 from gitopsd.normalize import redact_pair
-from gitopsd.sops import Decrypted, TreeDecryption, mark_decrypted, recipients, sops_format
+from gitopsd.sops import (
+    Decrypted,
+    TreeDecryption,
+    _secret_values,
+    mark_decrypted,
+    recipients,
+    sops_format,
+)
 from tests.support.standins import shown_as
 
 ENC = "ENC[AES256_GCM,data:Zm9v,iv:YmFy,tag:YmF6,type:str]"
@@ -139,3 +146,18 @@ def test_render_output_with_ciphertext_is_refused_naming_the_file_it_came_from(
     unread = TreeDecryption(tmp_path, "app", Decrypted(files=()))
     with pytest.raises(DecryptionError, match=r"^app/values\.yaml: encrypted with SOPS; set"):
         unread.check_output(f"dsn: {ENC}\n".encode())
+
+
+def test_the_secret_values_are_those_that_were_encrypted_outside_type_and_metadata() -> None:
+    encrypted = SourceFile(
+        "app.yaml",
+        f"apiVersion: {ENC}\nkind: {ENC}\nmetadata:\n  name: {ENC}\n"
+        f"data:\n  a: {ENC}\n  b: clear\n  n: {ENC}\nsops:\n  mac: {ENC}\n".encode(),
+    )
+    plain = (
+        b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\n"
+        b"data: {a: s3cret, b: clear, n: 7}\n"
+    )
+    assert _secret_values(encrypted, plain, "yaml") == {"s3cret", "7"}
+    dotenv = SourceFile("s.env", f"A={ENC}\nB=clear\nsops_mac={ENC}\n".encode())
+    assert _secret_values(dotenv, b"A=s3cret\nB=clear\n", "dotenv") == {"s3cret"}
