@@ -47,5 +47,26 @@ kubectl -n demo get deployment web -o jsonpath='{.spec.replicas}{"\n"}'
 step "the journal: gitopsd history"
 gitopsd history
 
+step "a kustomize overlay as a second target: examples/kustomize, path overlays/prod"
+cp -r examples/kustomize "$work/kustomize"
+git -C "$work/kustomize" init -q -b main
+git -C "$work/kustomize" add -A
+git -C "$work/kustomize" -c user.name=demo -c user.email=demo@example.com commit -q -m "overlays"
+kustomize=$(python3 scripts/dev-cluster build 2>/dev/null | grep '/kustomize$')
+cat >> "$work/gitopsd.yaml" <<YAML
+  - name: demo-prod
+    repo: kustomize
+    branch: main
+    path: overlays/prod             # render: auto finds kustomization.yaml
+    kubeconfig: $kubeconfig
+    inventory_namespace: default
+    substitute: {REGION: us-east-1}  # replaces \${REGION:=eu-west-1} in the overlay
+    tools: {kustomize: $kustomize}
+YAML
+gitopsd validate
+gitopsd --once --log-level warning
+kubectl -n demo-prod get configmap web-config -o jsonpath='{.data}{"\n"}'
+kubectl -n demo-prod get deployment web -o jsonpath='{.spec.replicas}{"\n"}'
+
 echo
 echo "configuration and state: $work (stop the cluster with: scripts/dev-cluster down)"
