@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
-from deepdiff import DeepDiff
 
 from gitopsd.managedfields import owns
 from gitopsd.model import (
@@ -98,6 +97,10 @@ def _keyed(desired: Any, live: Any, field: str = "") -> tuple[Any, Any]:
 
 def _changes(want: Any, have: Any, shown_want: Any, shown_have: Any) -> tuple[FieldChange, ...]:
     """One FieldChange per differing path; values taken from the redacted, uncanonical forms."""
+    # Imported here: deepdiff (and numpy, which it loads when installed) costs more start-up
+    # time than a no-change `--once` spends on everything else, and only drifts need it.
+    from deepdiff import DeepDiff
+
     tree = DeepDiff(want, have, view="tree", threshold_to_diff_deeper=0, zip_ordered_iterables=True)
     result = {}
     for levels in tree.values():
