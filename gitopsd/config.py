@@ -64,12 +64,22 @@ class SecretRef:
             raise ConfigError(f"cannot read secret file {self.file}: {file_problem(exc)}") from exc
 
 
+class VerifyMode(enum.Enum):
+    """What must carry the signature: the commit, the annotated tag, or both (Flux's
+    `HEAD`, `Tag`, `TagAndHEAD`)."""
+
+    COMMIT = "commit"
+    TAG = "tag"
+    BOTH = "both"
+
+
 @dataclass(frozen=True)
 class SignatureSettings:
-    """Require the commit at the ref to be signed by a trusted key."""
+    """Require the commit at the ref (or its tag, see `mode`) to be signed by a trusted key."""
 
     gpg_keyring: Path | None = None  # OpenPGP public keys (armored or binary)
     ssh_allowed_signers: Path | None = None  # `ssh-keygen -Y verify` allowed_signers file
+    mode: VerifyMode = VerifyMode.COMMIT
 
 
 @dataclass(frozen=True)
@@ -400,15 +410,18 @@ def _local_repo(node: Section, repo: str) -> str:
 
 
 def _signature(node: Section) -> SignatureSettings | None:
-    verify = node.section("verify", {"gpg_keyring", "ssh_allowed_signers"})
+    verify = node.section("verify", {"gpg_keyring", "ssh_allowed_signers", "mode"})
     if verify is None:
         return None
     settings = SignatureSettings(
         gpg_keyring=verify.path("gpg_keyring"),
         ssh_allowed_signers=verify.path("ssh_allowed_signers"),
+        mode=verify.choice("mode", VerifyMode, VerifyMode.COMMIT),
     )
     if (settings.gpg_keyring is None) == (settings.ssh_allowed_signers is None):
         raise verify.error("needs exactly one of gpg_keyring, ssh_allowed_signers")
+    if settings.mode is not VerifyMode.COMMIT and not node.has("tag") and not node.has("semver"):
+        raise verify.error(f"{settings.mode.value} needs a tag: or semver: ref", key="mode")
     return settings
 
 

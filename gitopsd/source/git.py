@@ -19,7 +19,7 @@ import pygit2
 import structlog
 
 from gitopsd import semver
-from gitopsd.config import HistoryPolicy, RefKind, SourceSettings
+from gitopsd.config import HistoryPolicy, RefKind, SourceSettings, VerifyMode
 from gitopsd.errors import (
     AuthenticationError,
     ConfigError,
@@ -37,7 +37,7 @@ from gitopsd.source.redact import redact_url
 from gitopsd.source.snapshot import Snapshot
 from gitopsd.source.transport import Endpoint, Session, Transfer, ssh_host_port
 from gitopsd.source.tree import ErrorFactory, TreeReader
-from gitopsd.source.verify import Untrusted, verify_signature
+from gitopsd.source.verify import Untrusted, tag_signature, verify_signature
 
 _HEX = re.compile(r"^[0-9a-f]{7,64}$")
 _FULL_HEX = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
@@ -183,9 +183,10 @@ class GitSource:
             repo = self._open_mirror()
             session = Session(self.endpoint, repo)
             ref_name, commit = self._resolve(session, repo)
+            tag = self._tag_to_verify(session, repo, ref_name)
         self.last_transfer = session.transfers[-1] if session.transfers else None
         self._check_history(repo, commit)
-        self._verify(commit)
+        self._verify(commit, tag)
         with self._mirror.reading(f"reading commit {commit.id}"):
             return Revision(
                 str(commit.id), ref_name, commit.message.split("\n", 1)[0], commit.author.name
@@ -334,10 +335,52 @@ class GitSource:
                 retryable=False,
             )
 
-    def _verify(self, commit: pygit2.Commit) -> None:
-        refusal = self._signature_refusal(commit)
+    def _verify(self, commit: pygit2.Commit, tag: tuple[str, str, bytes | None] | None) -> None:
+        settings = self.settings.signature
+        checks_commit = settings is None or settings.mode is not VerifyMode.TAG
+        refusal = self._signature_refusal(commit) if checks_commit else None
+        if refusal is None and tag is not None:
+            refusal = self._tag_refusal(*tag)
         if refusal is not None:
             raise refusal
+
+    def _tag_to_verify(
+        self, session: Session, repo: pygit2.Repository, name: str
+    ) -> tuple[str, str, bytes | None] | None:
+        """(tag name, object id, raw tag object or None when lightweight) when the policy
+        checks the tag's own signature (verify.mode tag or both)."""
+        settings = self.settings.signature
+        if settings is None or settings.mode is VerifyMode.COMMIT:
+            return None
+        tag_id = session.heads.get(name, "")
+        with self._mirror.reading(f"looking up {name}"):
+            present = tag_id in repo
+        if not present:
+            session.fetch([f"+{name}:{name}"])
+        with self._mirror.reading(f"reading {name}"):
+            kind, raw = repo.odb.read(tag_id)
+        return name, tag_id, raw if kind == pygit2.enums.ObjectType.TAG else None
+
+    def _tag_refusal(self, name: str, tag_id: str, raw: bytes | None) -> SourceError | None:
+        """The SignatureError the policy refuses tag `name` with, or None when it passes."""
+        settings = self.settings.signature
+        # A lightweight tag's id is its commit's: keyed apart from verified commits.
+        if settings is None or f"tag:{tag_id}" in self._verified:
+            return None
+        short = name.removeprefix("refs/tags/")
+        try:
+            if raw is None:
+                raise Untrusted("it is a lightweight tag, which carries no signature")
+            signature, payload = tag_signature(raw)
+            signer = verify_signature(signature, payload, settings, self.state_dir, "tag")
+        except Untrusted as exc:
+            self.log.warning("signature_refused", tag=short, reason=str(exc))
+            refusal = self.endpoint.error(SignatureError, f"tag {short}: {exc}")
+            refusal.__cause__ = exc
+            return refusal
+        self._verified.add(f"tag:{tag_id}")
+        self.log.info("signature_verified", tag=short, signer=signer)
+        return None
 
     def _signature_refusal(self, commit: pygit2.Commit) -> SourceError | None:
         """The SignatureError the policy refuses `commit` with, or None when it passes."""

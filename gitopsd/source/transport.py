@@ -318,6 +318,7 @@ class Session:
         self.endpoint = endpoint
         self.repo = repo
         self.transfers: list[Transfer] = []
+        self.heads: dict[str, str] = {}  # as the last list_heads found them
         self._remote: pygit2.Remote | None = None
         self._mirror = repo.path.rstrip("/")
         self._proxy = _prepare_network(endpoint)
@@ -335,7 +336,8 @@ class Session:
             _process_settings(self.endpoint),
         ):
             heads = self._connection().list_heads(callbacks=callbacks, proxy=self._proxy)
-        return {head.name: str(head.oid) for head in heads if head.name}
+        self.heads = {head.name: str(head.oid) for head in heads if head.name}
+        return dict(self.heads)
 
     def fetch(self, refspecs: list[str]) -> Transfer:
         """Fetch `refspecs` into the mirror; return what was downloaded."""

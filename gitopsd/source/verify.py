@@ -1,4 +1,4 @@
-"""Check that a commit carries a valid signature from a trusted key (OpenPGP or SSH).
+"""Check that a commit or tag carries a valid signature from a trusted key (OpenPGP or SSH).
 
 Verification runs the real tools (`gpg`, `ssh-keygen -Y`) on the signature and the
 signed payload that pygit2 extracts, as `git verify-commit` does.
@@ -23,20 +23,35 @@ class Untrusted(Exception):
 
 
 def verify_signature(
-    signature: bytes | None, payload: bytes | None, settings: SignatureSettings, state_dir: Path
+    signature: bytes | None,
+    payload: bytes | None,
+    settings: SignatureSettings,
+    state_dir: Path,
+    what: str = "commit",
 ) -> str:
-    """Who signed (fingerprint or principal); raise Untrusted unless a trusted key did."""
+    """Who signed (fingerprint or principal); raise Untrusted unless a trusted key did.
+    `what` (commit, tag) names the signed object in the messages."""
     if signature is None or payload is None:
-        raise Untrusted("the commit is not signed")
+        raise Untrusted(f"the {what} is not signed")
     if signature.lstrip().startswith(SSH_ARMOR):
         if settings.ssh_allowed_signers is None:
-            raise Untrusted("the commit has an SSH signature but no allowed_signers is set")
-        return _verify_ssh(signature, payload, settings.ssh_allowed_signers)
+            raise Untrusted(f"the {what} has an SSH signature but no allowed_signers is set")
+        return _verify_ssh(signature, payload, settings.ssh_allowed_signers, what)
     if signature.lstrip().startswith(PGP_ARMOR):
         if settings.gpg_keyring is None:
-            raise Untrusted("the commit has an OpenPGP signature but no keyring is set")
-        return _verify_gpg(signature, payload, settings.gpg_keyring, state_dir)
-    raise Untrusted("the commit has a signature of an unknown kind")
+            raise Untrusted(f"the {what} has an OpenPGP signature but no keyring is set")
+        return _verify_gpg(signature, payload, settings.gpg_keyring, state_dir, what)
+    raise Untrusted(f"the {what} has a signature of an unknown kind")
+
+
+def tag_signature(raw: bytes) -> tuple[bytes | None, bytes]:
+    """An annotated tag object's signature and the payload it signs: git appends the
+    signature block to the tag message, and signs everything before it."""
+    starts = [raw.rfind(b"\n" + armor) for armor in (PGP_ARMOR, SSH_ARMOR)]
+    start = max(starts)
+    if start < 0:
+        return None, raw
+    return raw[start + 1 :], raw[: start + 1]
 
 
 def _run(args: list[str], *, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -48,7 +63,7 @@ def _run(args: list[str], *, stdin: bytes | None = None) -> subprocess.Completed
         raise Untrusted(f"cannot run {args[0]}: {exc}") from exc
 
 
-def _verify_ssh(signature: bytes, payload: bytes, allowed_signers: Path) -> str:
+def _verify_ssh(signature: bytes, payload: bytes, allowed_signers: Path, what: str) -> str:
     with tempfile.NamedTemporaryFile(suffix=".sig") as sig:
         sig.write(signature)
         sig.flush()
@@ -57,7 +72,7 @@ def _verify_ssh(signature: bytes, payload: bytes, allowed_signers: Path) -> str:
         )
         principals = found.stdout.decode(errors="replace").split()
         if found.returncode != 0 or not principals:
-            raise Untrusted("the commit is signed by an SSH key not in allowed_signers")
+            raise Untrusted(f"the {what} is signed by an SSH key not in allowed_signers")
         for principal in principals:
             checked = _run(
                 [
@@ -77,7 +92,7 @@ def _verify_ssh(signature: bytes, payload: bytes, allowed_signers: Path) -> str:
             )
             if checked.returncode == 0:
                 return principal
-    raise Untrusted("the commit's SSH signature does not verify")
+    raise Untrusted(f"the {what}'s SSH signature does not verify")
 
 
 def _gpg_home(keyring: Path, state_dir: Path) -> Path:
@@ -97,7 +112,7 @@ def _gpg_home(keyring: Path, state_dir: Path) -> Path:
     return home
 
 
-def _verify_gpg(signature: bytes, payload: bytes, keyring: Path, state_dir: Path) -> str:
+def _verify_gpg(signature: bytes, payload: bytes, keyring: Path, state_dir: Path, what: str) -> str:
     try:
         home = _gpg_home(keyring, state_dir)
     except OSError as exc:
@@ -126,10 +141,10 @@ def _verify_gpg(signature: bytes, payload: bytes, keyring: Path, state_dir: Path
     status = checked.stdout.decode(errors="replace").splitlines()
     valid = [line.split()[2] for line in status if line.startswith("[GNUPG:] VALIDSIG ")]
     if checked.returncode != 0 or not valid:
-        raise Untrusted("the commit is not signed by a key in the keyring")
+        raise Untrusted(f"the {what} is not signed by a key in the keyring")
     problem = key_problem(status)
     if problem:
-        raise Untrusted(f"the commit is signed by key {valid[0]}, which {problem}")
+        raise Untrusted(f"the {what} is signed by key {valid[0]}, which {problem}")
     return valid[0]
 
 
