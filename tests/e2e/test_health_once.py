@@ -116,3 +116,14 @@ def test_once_runs_app_only_after_db_is_healthy(gitopsd: Gitopsd, api_client: An
 
     assert healthy.returncode == 0, healthy.stderr
     client.CoreV1Api(api_client).read_namespaced_config_map("app-settings", ns)
+
+
+def test_validate_refuses_a_wave_that_is_no_integer(gitopsd: Gitopsd) -> None:
+    job = DEPLOYMENT.replace("name: web", 'name: web\n  annotations: {gitopsd.io/wave: "1st"}', 1)
+    gitopsd.remote.commit({"manifests/web.yaml": job})
+    gitopsd.write_config(gitopsd.target())
+
+    result = gitopsd.run("validate")
+
+    assert result.returncode == 1, result.stdout
+    assert "app: web.yaml#1: annotation gitopsd.io/wave: '1st' is not an integer" in result.stderr
