@@ -166,11 +166,14 @@ class Coordinator:
 
     def _loop(self, targets: bool) -> None:
         while not self._halt.is_set():
+            began = self._clock.monotonic()
             try:
                 self.tick(targets=targets)
             except Exception:  # a bug must not end the heartbeat: fencing stops writes anyway
                 log.exception("lease_round_crashed")
-            self._clock.wait(self._halt, self._times.retry_period)
+            # A round every retry_period, however long this one took.
+            spent = self._clock.monotonic() - began
+            self._clock.wait(self._halt, max(self._times.retry_period - spent, 0.0))
 
     def set_targets(self, targets: Iterable[str]) -> None:
         """After a reload: targets no longer configured are released at the next round."""
@@ -198,7 +201,10 @@ class Coordinator:
             wanted = self._targets
         self._metrics.replicas.set(len(members))
         if targets:
-            self._step_targets(wanted, live | {self.identity}, frozenset(members))
+            # Acquiring stops after retry_period: the next round must renew the heartbeat
+            # before what this one acquired is fenced (a loaded API server is slow to write).
+            until = start + self._times.retry_period
+            self._step_targets(wanted, live | {self.identity}, frozenset(members), until)
 
     def _check_lapse(self, start: float) -> None:
         """Held targets are given up once the heartbeat went unrenewed too long: another
@@ -239,7 +245,7 @@ class Coordinator:
             self._renewed_at = start  # when the request started: the conservative end
 
     def _step_targets(
-        self, wanted: frozenset[str], live: frozenset[str], members: frozenset[str]
+        self, wanted: frozenset[str], live: frozenset[str], members: frozenset[str], until: float
     ) -> None:
         listed = {t for name in self._leases if (t := target_of(name)) is not None}
         owners = assignment(wanted, members)
@@ -249,7 +255,7 @@ class Coordinator:
             with self._lock:
                 held = target in self._held
             step = target_step(self.identity, desired, lease, held, live)
-            if step is Step.ACQUIRE:
+            if step is Step.ACQUIRE and self._clock.monotonic() < until:
                 self._acquire(target, lease)
             elif step is Step.RELEASE:
                 self._release(target, lease, to=desired)
@@ -301,7 +307,10 @@ class Coordinator:
         previous = lease.holder if lease is not None else ""
         log.info("lease_acquired", target=target, identity=self.identity, previous=previous)
         self._record(target, "lease_acquired", previous=previous)
-        self._on_acquired(target)
+        try:
+            self._on_acquired(target)
+        except GitopsdError as error:  # the pass is not started now; its interval starts it
+            log.warning("lease_acquired_pass_not_started", target=target, error=str(error))
         return True
 
     def owns_heartbeat(self) -> bool:

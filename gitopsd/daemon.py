@@ -28,7 +28,7 @@ from gitopsd import __version__, logs
 from gitopsd.backend import Backend
 from gitopsd.clock import SYSTEM_CLOCK, Clock
 from gitopsd.config import Config, TargetSettings, load_config
-from gitopsd.errors import ConfigError, GitopsdError
+from gitopsd.errors import ConfigError, GitopsdError, NotOwnerError
 from gitopsd.metrics import Metrics
 from gitopsd.notify import Notifier
 from gitopsd.ordered import DependencyTracker
@@ -257,7 +257,8 @@ class Daemon:
             return entry is not None and entry.busy
 
         def acquired(name: str) -> None:
-            with contextlib.suppress(KeyError):  # not scheduled yet, or removed by a reload
+            # Not scheduled yet or removed by a reload; or lost again since (a slow round).
+            with contextlib.suppress(KeyError, NotOwnerError):
                 self.trigger(name)
 
         self._ha = open_coordinator(
@@ -324,13 +325,18 @@ class Daemon:
             result = self._pass_with(name, slot)
         else:
             result = PassResult.waiting(name, waiting, self._clock.time())
-        change = self.board.record(result)
-        self.outbox.publish(result, change, dry_run=self._dry_run)  # queued, never sent here
+        if isinstance(result.error, NotOwnerError):  # `ha:`: moved mid-pass; the holder reports
+            self.board.forget(name)
+            self.board.track(name, slot.interval)
+        else:
+            change = self.board.record(result)
+            self.outbox.publish(result, change, dry_run=self._dry_run)  # queued, never sent here
         retired = entry.finish(slot, result, self.config.backoff_max_seconds)
         if retired is not None:
             retired.close()
         for dependent in self._dependencies.end(result):  # they waited for this one
-            with contextlib.suppress(KeyError):  # removed by a reload meanwhile
+            # Removed by a reload meanwhile, or (with `ha:`) now held by another replica.
+            with contextlib.suppress(KeyError, NotOwnerError):
                 self.trigger(dependent)
 
     def _pass_with(self, name: str, slot: Slot) -> PassResult:
@@ -364,6 +370,8 @@ class Daemon:
             return False
         if new.http != old.http:
             log.warning("config_reload_http_needs_restart")
+        if new.ha != old.ha:
+            log.warning("config_reload_ha_needs_restart")
         plan = plan_reload(old, new)
         for name in plan.removed:
             self._remove_target(name)

@@ -76,15 +76,21 @@ def once_claimed(
             f"ha: cannot write a Lease in namespace {config.ha.namespace} of the coordination "
             "cluster (see the warning above); nothing reconciled"
         )
-    coordinator.start(targets=False)  # keeps the heartbeat fresh during long passes
+    mine: list[TargetSettings] = []
     try:
-        mine = tuple(t for t in config.targets if coordinator.acquire(t.name))
+        for target in config.targets:
+            if not coordinator.owns_heartbeat():  # a slow server: renew before taking more
+                coordinator.tick(targets=False)
+            if coordinator.acquire(target.name):
+                mine.append(target)
+        coordinator.tick(targets=False)  # the Leases again: who won what this run did not
+        coordinator.start(targets=False)  # keeps the heartbeat fresh during long passes
         skipped = {
             t.name: coordinator.holder(t.name) or "another replica"
             for t in config.targets
             if t not in mine
         }
-        yield mine, skipped, fenced_factory(factory, coordinator)
+        yield tuple(mine), skipped, fenced_factory(factory, coordinator)
     finally:
         coordinator.stop()
         coordinator.release_all()

@@ -230,3 +230,35 @@ def test_once_skips_a_target_held_by_a_live_replica(
     once.tick(targets=False)
     assert once.acquire("t0")
     once.fence("t0")
+
+
+class SlowLeases(MemoryLeases):
+    """Every write takes `latency` seconds of the clock, as on a loaded API server."""
+
+    def __init__(self, clock: ManualClock, latency: float) -> None:
+        super().__init__()
+        self._clock, self._latency = clock, latency
+
+    def create(self, name: str, holder: str, duration: float, now: float) -> LeaseView:
+        self._clock.advance(self._latency)
+        return super().create(name, holder, duration, now)
+
+    def update(self, lease: LeaseView, holder: str, duration: float, now: float) -> LeaseView:
+        self._clock.advance(self._latency)
+        return super().update(lease, holder, duration, now)
+
+
+def test_a_slow_round_acquires_no_more_than_its_heartbeat_covers(
+    clock: ManualClock, tmp_path: Path
+) -> None:
+    journal = Journal.open(tmp_path)
+    store = SlowLeases(clock, latency=1.0)
+    a = Coordinator(HaSettings(identity="a"), store, TARGETS, clock=clock, journal=journal)
+    for _ in range(12):  # a write a second: about one target a round
+        a.tick()
+        held = [t for t in TARGETS if store.leases.get(f"gitopsd-target-{t}")]
+        assert all(a.owns(t) for t in held), held  # nothing acquired past the fence
+        clock.advance(2.0)
+    assert all(a.owns(t) for t in TARGETS)
+    assert [e for e in journal.events() if e["event"] == "lease_lost"] == []
+    journal.close()
