@@ -215,3 +215,24 @@ def test_a_rendered_commit_runs_no_tool_on_the_next_once(
     assert render_rig.run(changed).outcome is PassOutcome.IN_SYNC
     assert calls.read_text().count("call") == 2
     assert json.loads((render_rig.state / "render" / f"{target.name}.json").read_text())["key"]
+
+
+def test_a_render_writing_past_the_output_cap_is_killed_and_prunes_nothing(
+    render_rig: RenderRig, api_client: Any, tmp_path: Path
+) -> None:
+    render_rig.commit({**BASE, "overlays/bad/kustomization.yaml": _overlay("bad")})
+    target = render_rig.target("big", "overlays/bad")
+    assert render_rig.run(target).outcome is PassOutcome.CONVERGED
+    endless = tmp_path / "kustomize"
+    endless.write_text("#!/bin/sh\nexec yes 'data: xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'\n")
+    os.chmod(endless, 0o755)
+    render_rig.commit(
+        {"base/settings.yaml": BASE["base/settings.yaml"].replace("level: v1", "level: v3")}
+    )
+    capped = render_rig.target(
+        "big", "overlays/bad", kustomize_tool=str(endless), max_output_bytes=1024 * 1024
+    )
+    result = render_rig.run(capped)
+    assert result.outcome is PassOutcome.FAILED
+    assert "killed: output above render_max_output (1048576 bytes)" in str(result.error)
+    assert _config(api_client, render_rig.namespace, "bad-settings") == {"level": "v1"}

@@ -12,7 +12,7 @@ from gitopsd.errors import ConfigError, RenderError
 from gitopsd.model import SourceFile
 from gitopsd.renderconfig import HelmSettings, RenderKind, RenderSettings
 from gitopsd.renderers import choose
-from gitopsd.renderers.helm import check_dependencies
+from gitopsd.renderers.helm import check_dependencies, kube_version
 from gitopsd.renderers.kustomize import KustomizeCheck
 from gitopsd.renderers.run import error_line
 
@@ -214,3 +214,20 @@ def test_a_chart_with_dependencies_not_vendored_is_a_clear_error(tmp_path: Path)
 )
 def test_the_tools_error_line_is_one_trimmed_line(stderr: bytes, line: str) -> None:
     assert error_line(stderr, 3) == line
+
+
+@pytest.mark.parametrize(
+    ("git_version", "flag"),
+    [
+        ("v1.37.2", "v1.37.2"),
+        ("v1.30.1+k3s1", "v1.30.1"),
+        ("v1.29.0-eks-5e0fdde", "v1.29.0-eks-5e0fdde"),
+        ("v0.0.0-master+$Format:%H$", "v0.0.0-master"),
+        ("", None),
+        ("unknown", None),
+    ],
+)
+def test_the_servers_version_becomes_a_kube_version_helm_accepts(
+    git_version: str, flag: str | None
+) -> None:
+    assert kube_version(git_version) == flag
