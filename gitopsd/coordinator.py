@@ -69,6 +69,18 @@ class _HaMetrics:
         self.requests = Counter(
             "gitopsd_lease_requests", "Lease API requests, by verb", ["verb"], registry=registry
         )
+        self._holders: dict[str, str] = {}  # target -> the holder label its `since` carries
+
+    def show(self, target: str, held: bool, lease: LeaseView | None) -> None:
+        """One `since` series per target, labelled with its current holder."""
+        self.held.labels(target).set(1 if held else 0)
+        holder = lease.holder if lease is not None else ""
+        shown = self._holders.pop(target, None)
+        if shown is not None and shown != holder:
+            self.since.remove(target, shown)
+        if holder and lease is not None and lease.acquired_at is not None:
+            self.since.labels(target, holder).set(lease.acquired_at)
+            self._holders[target] = holder
 
 
 class Coordinator:
@@ -269,10 +281,7 @@ class Coordinator:
         with self._lock:
             held = target in self._held
             lease = self._leases.get(target_lease_name(target))
-        self._metrics.held.labels(target).set(1 if held else 0)
-        if lease is not None and lease.holder and lease.acquired_at is not None:
-            self._metrics.since.clear()  # one series per target: the current holder
-            self._metrics.since.labels(target, lease.holder).set(lease.acquired_at)
+        self._metrics.show(target, held, lease)
 
     # -- transitions ----------------------------------------------------------
 

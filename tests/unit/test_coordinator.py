@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from gitopsd.clock import ManualClock
 from gitopsd.coordinator import Coordinator
@@ -262,3 +263,22 @@ def test_a_slow_round_acquires_no_more_than_its_heartbeat_covers(
     assert all(a.owns(t) for t in TARGETS)
     assert [e for e in journal.events() if e["event"] == "lease_lost"] == []
     journal.close()
+
+
+def test_metrics_show_each_target_once_with_its_current_holder(
+    store: MemoryLeases, clock: ManualClock
+) -> None:
+    registry = CollectorRegistry()
+    a = Coordinator(HaSettings(identity="a"), store, TARGETS, clock=clock, registry=registry)
+    _rounds([a], clock, n=2)
+    b, _ = _replica("b", store, clock)
+    _rounds([a, b], clock, n=4)  # about half move to b
+    name = "gitopsd_lease_held_since_timestamp_seconds"
+    (since,) = [f for f in registry.collect() if f.name == name]
+    series = [(s.labels["target"], s.labels["holder"]) for s in since.samples]
+    assert sorted(t for t, _ in series) == TARGETS  # one series per target
+    assert all(store.leases[f"gitopsd-target-{t}"].holder == h for t, h in series)
+    (family,) = [f for f in registry.collect() if f.name == "gitopsd_lease_held"]
+    held = {sample.labels["target"]: sample.value for sample in family.samples}
+    assert held == {t: 1.0 if a.owns(t) else 0.0 for t in TARGETS}
+    assert registry.get_sample_value("gitopsd_ha_live_replicas") == 2.0
