@@ -13,6 +13,7 @@ from kubernetes import client
 
 from gitopsd.passresult import PassOutcome
 from tests.cluster.render_rig import RenderRig
+from tests.support.cluster import cache_dir
 from tests.support.git_remotes import Symlink
 
 BASE = {
@@ -236,3 +237,14 @@ def test_a_render_writing_past_the_output_cap_is_killed_and_prunes_nothing(
     assert result.outcome is PassOutcome.FAILED
     assert "killed: output above render_max_output (1048576 bytes)" in str(result.error)
     assert _config(api_client, render_rig.namespace, "bad-settings") == {"level": "v1"}
+
+
+def test_kubectl_kustomize_builds_the_overlay_when_it_is_the_tool(
+    render_rig: RenderRig, api_client: Any
+) -> None:
+    kubectl = cache_dir() / "kubectl"
+    render_rig.commit({**BASE, "overlays/prod/kustomization.yaml": _overlay("kubectl")})
+    target = render_rig.target("kubectl", "overlays/prod", kustomize_tool=str(kubectl))
+    result = render_rig.run(target)
+    assert result.outcome is PassOutcome.CONVERGED, result.error
+    assert _config(api_client, render_rig.namespace, "kubectl-settings") == {"level": "v1"}
