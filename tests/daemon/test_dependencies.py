@@ -17,7 +17,7 @@ import pytest
 from gitopsd.clock import ManualClock
 from gitopsd.config import ClusterSettings, RefKind, SourceSettings, TargetSettings, load_config
 from gitopsd.daemon import Daemon
-from gitopsd.errors import ConfigError
+from gitopsd.errors import ConfigError, NotOwnerError
 from gitopsd.journal import Journal
 from gitopsd.model import ChangeSet
 from gitopsd.ordered import run_in_order
@@ -47,11 +47,11 @@ def write_config(path: Path, port: int, extra: str = "") -> None:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[tuple[Daemon, Script, Path]]:
+def daemon(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Daemon, Script, Path]]:
     clock = ManualClock(float(int(time.time())))
     script = Script(outcomes={"db": PassOutcome.PROGRESSING}, clock=clock)
     path = tmp_path / "gitopsd.yaml"
-    write_config(path, free_port())
+    write_config(path, free_port(), getattr(request, "param", ""))
     config = load_config(path)
     journal = Journal.open(config.state_dir)
     running = Daemon(config, runner_factory=script.factory, journal=journal, clock=clock)
@@ -69,8 +69,8 @@ def daemon(tmp_path: Path) -> Iterator[tuple[Daemon, Script, Path]]:
 
 
 def status(daemon: Daemon, name: str) -> dict[str, object]:
-    entry: dict[str, object] = daemon.backend.status()["targets"][name]
-    return entry
+    entry: dict[str, object] = daemon.backend.status()["targets"].get(name, {})
+    return entry  # {} until the daemon tracks the target
 
 
 def test_app_waits_for_db_then_runs_at_once_when_db_becomes_healthy(
@@ -78,7 +78,7 @@ def test_app_waits_for_db_then_runs_at_once_when_db_becomes_healthy(
 ) -> None:
     running, script, _ = daemon
     assert script.wait_calls("db", 1)
-    wait_until(lambda: status(running, "app")["health"] == "waiting", "app waiting", 10)
+    wait_until(lambda: status(running, "app").get("health") == "waiting", "app waiting", 10)
     assert script.calls["app"] == 0  # never run: waiting is not a failed pass
     assert status(running, "app")["consecutive_failures"] == 0
     assert str(status(running, "app")["waiting_for"]).startswith("waiting for target db: ")
@@ -164,3 +164,30 @@ def test_once_leaves_a_dependent_waiting_when_its_dependency_is_not_up() -> None
     ran.clear()
     run_in_order([target("app", "db"), target("db")], run, gated=False)
     assert sorted(ran) == ["app", "db"]
+
+
+WORKER = f"  - {{name: worker, {REPO}, depends_on: [db]}}\n"
+
+
+@pytest.mark.parametrize("daemon", [WORKER], indirect=True)
+def test_a_dependent_that_cannot_be_triggered_does_not_stop_the_others(
+    daemon: tuple[Daemon, Script, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running, script, _ = daemon
+    for name in ("app", "worker"):
+        wait_until(
+            lambda n=name: status(running, n).get("health") == "waiting", f"{name} waits", 10
+        )
+    trigger = running.trigger
+
+    def moved_away(target: str | None) -> list[str]:
+        if target == "app":  # with `ha:`, another replica took app over meanwhile
+            raise NotOwnerError("target app: held by replica b")
+        return trigger(target)
+
+    monkeypatch.setattr(running, "trigger", moved_away)
+    script.outcomes["db"] = PassOutcome.HEALTHY
+    trigger("db")
+
+    assert script.wait_calls("worker", 1)
+    assert script.calls["app"] == 0
