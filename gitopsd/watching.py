@@ -48,7 +48,7 @@ from gitopsd.model import (
     group_of,
 )
 from gitopsd.passresult import PassResult
-from gitopsd.watchlogic import Coalescer, FightTracker, OwnWrites
+from gitopsd.watchlogic import Coalescer, Fight, FightTracker, OwnWrites
 
 if TYPE_CHECKING:
     from gitopsd.journal import Journal
@@ -73,21 +73,36 @@ class _Target:
     running: bool = False
     deferred: list[WatchEvent] = field(default_factory=list)  # arrived during its pass
     drifted: dict[ResourceKey, float] = field(default_factory=dict)  # first foreign event
-    kinds: set[tuple[str, str]] = field(default_factory=set)
+    kinds: set[tuple[str, str]] = field(default_factory=set)  # read by its last pass to read
+    reading: set[tuple[str, str]] = field(default_factory=set)  # by the pass in progress
     synced: bool | None = None  # whether the last pass read only from caches
 
 
+WatchesFactory = Callable[[ClusterSettings, Callable[[WatchEvent], None]], ClusterWatches]
+
+
 class _Cluster:
-    def __init__(self, settings: ClusterSettings, sink: Callable[[WatchEvent], None]) -> None:
-        self.watches = ClusterWatches(settings, sink)
+    def __init__(
+        self,
+        settings: ClusterSettings,
+        sink: Callable[[WatchEvent], None],
+        factory: WatchesFactory,
+    ) -> None:
+        self.watches = factory(settings, sink)
         self.own = OwnWrites()
 
 
 class WatchHub:
     """The daemon's watches and event-triggered passes, for every cluster it reaches."""
 
-    def __init__(self, clock: Clock = SYSTEM_CLOCK, journal: Journal | None = None) -> None:
+    def __init__(
+        self,
+        clock: Clock = SYSTEM_CLOCK,
+        journal: Journal | None = None,
+        watches: WatchesFactory = ClusterWatches,  # tests pass a fake without a server
+    ) -> None:
         self._clock = clock
+        self._make_watches = watches
         self._journal = journal
         self._lock = threading.Lock()
         self._clusters: dict[tuple[Path | None, str | None], _Cluster] = {}
@@ -149,7 +164,9 @@ class WatchHub:
             cluster = self._clusters.get(identity)
             if cluster is None:
                 cluster = self._clusters[identity] = _Cluster(
-                    target.cluster, lambda event: self._on_event(identity, event)
+                    target.cluster,
+                    lambda event: self._on_event(identity, event),
+                    self._make_watches,
                 )
             self._targets[target.name] = _Target(target, interval)
         return Watched(inner, cluster, target, self)
@@ -168,7 +185,7 @@ class WatchHub:
         with self._lock:
             state = self._targets.get(name)
             if state is not None:
-                state.running, state.kinds, state.synced = True, set(), None
+                state.running, state.reading, state.synced = True, set(), None
         results: list[PassResult] = []
         try:
             yield results.append
@@ -182,6 +199,8 @@ class WatchHub:
             if state is None:
                 return
             state.running = False
+            if state.reading:  # a pass that failed before reading keeps the kinds watched
+                state.kinds = state.reading
             deferred, state.deferred = state.deferred, []
             drifted, state.drifted = state.drifted, {}
         if result is not None:
@@ -203,7 +222,8 @@ class WatchHub:
             if arrived is None or not entry.action.wrote:
                 continue
             self.latency.labels(name).observe(max(time.monotonic() - arrived, 0.0))
-            fight = self._fights.corrected(entry.key, now)
+            with self._lock:  # the tracker is shared with the watch threads
+                fight = self._fights.corrected(entry.key, now)
             if fight is None:
                 continue
             drift = entry.drift
@@ -234,9 +254,13 @@ class WatchHub:
         now = self._clock.monotonic()
         return [
             {"object": str(f.key), "corrections": f.corrections}
-            for f in self._fights.fighting(now)
+            for f in self._fighting(now)
             if self._owner_of(f.key) == name
         ]
+
+    def _fighting(self, now: float) -> list[Fight]:
+        with self._lock:
+            return self._fights.fighting(now)
 
     def status(self, name: str) -> dict[str, Any] | None:
         """For /status: whether `name`'s next pass reads live state from synced caches
@@ -295,11 +319,9 @@ class WatchHub:
         if not state.settings.watch.enabled:
             return
         now = self._clock.monotonic()
-        delay = max(
-            state.settings.watch.debounce_seconds,
-            self._fights.delay(event.key, now, state.interval),
-        )
         with self._lock:
+            backoff = self._fights.delay(event.key, now, state.interval)
+            delay = max(state.settings.watch.debounce_seconds, backoff)
             state.drifted.setdefault(event.key, event.arrived)
             moved = self._due.add(name, now + delay)
         log.debug("watch_drift", target=name, type=event.type, **event.key.as_dict())
@@ -314,10 +336,12 @@ class WatchHub:
                 upcoming = self._due.next_due()
             for name in ready:
                 self._fire(name)
-            wait = 3600.0 if upcoming is None else max(upcoming - now, 0.0)
+            wait = 0.0 if upcoming is None else max(upcoming - now, 0.0)
             if ready:
                 continue
-            if self._clock.wait(self._wake, wait):
+            # Nothing due: sleep until an event (a ManualClock must not run an hour ahead).
+            woken = self._wake.wait() if upcoming is None else self._clock.wait(self._wake, wait)
+            if woken:
                 self._wake.clear()
 
     def _fire(self, name: str) -> None:
@@ -361,7 +385,8 @@ class WatchHub:
         with self._lock:
             state = self._targets.get(name)
             if state is not None:
-                state.kinds.add(pair)
+                state.kinds.add(pair)  # a new kind is watched from its first read
+                state.reading.add(pair)
                 state.synced = synced if state.synced is None else state.synced and synced
 
 
