@@ -34,7 +34,7 @@ class EventType(enum.Enum):
     DRIFT_CORRECTED = "drift_corrected"
     PASS_FAILED = "pass_failed"
     TARGET_RECOVERED = "target_recovered"
-    HEALTH_CHANGED = "health_changed"  # a workload went to or from progressing/degraded/waiting
+    HEALTH_CHANGED = "health_changed"  # a workload went to or from progressing or degraded
     # Named so configurations can be written against them; no pass produces them yet.
     DRIFT_FIGHT = "drift_fight"
     LEASE_LOST = "lease_lost"
@@ -48,8 +48,11 @@ EMITTED = frozenset(
         EventType.HEALTH_CHANGED,
     }
 )
-# The coarse healths (status.health_of) that say a workload is not up.
-_NOT_UP = frozenset({"progressing", "degraded", "waiting"})
+# The coarse healths (status.health_of) that say a workload is not up. `waiting` (for a
+# dependency) is left out: every daemon start has dependents wait for their dependency's
+# first pass, and the dependency's own health_changed is the news.
+_NOT_UP = frozenset({"progressing", "degraded"})
+_NOT_A_FAILURE = frozenset({"ok", "unknown", "waiting"})
 
 
 class Forge(enum.Enum):
@@ -101,7 +104,7 @@ def pass_events(
     base = Event(EventType.PASS_FAILED, result.target, at, result.outcome.value, result.revision)
     health = change.current if change is not None else _health(result)
     events: list[Event] = []
-    if change is not None and change.current == "ok" and change.previous not in ("ok", "unknown"):
+    if change is not None and change.current == "ok" and change.previous not in _NOT_A_FAILURE:
         recovered = replace(base, type=EventType.TARGET_RECOVERED, previous_health=change.previous)
         events.append(recovered)
     if result.outcome is PassOutcome.FAILED:
