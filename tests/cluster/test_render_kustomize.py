@@ -12,6 +12,8 @@ import pytest
 from kubernetes import client
 
 from gitopsd.passresult import PassOutcome
+from gitopsd.runner import preview_pass
+from gitopsd.source.git import GitSource
 from tests.cluster.render_rig import RenderRig
 from tests.support.cluster import cache_dir
 from tests.support.git_remotes import Symlink
@@ -248,3 +250,21 @@ def test_kubectl_kustomize_builds_the_overlay_when_it_is_the_tool(
     result = render_rig.run(target)
     assert result.outcome is PassOutcome.CONVERGED, result.error
     assert _config(api_client, render_rig.namespace, "kubectl-settings") == {"level": "v1"}
+
+
+def test_a_preview_of_another_commit_renders_it_and_writes_nothing(
+    render_rig: RenderRig, api_client: Any
+) -> None:
+    prod, _ = _two_overlays(render_rig)
+    assert render_rig.run(prod).outcome is PassOutcome.CONVERGED
+    render_rig.commit(
+        {"base/settings.yaml": BASE["base/settings.yaml"].replace("level: v1", "level: v9")}
+    )
+    # What `gitopsd diff` runs: the snapshot of the ref, through a read-only adapter.
+    snapshot = GitSource(prod.name, prod.source, render_rig.state).snapshot("main")
+    result, _ = preview_pass(prod, snapshot)
+    assert result.outcome is PassOutcome.WOULD_CHANGE, result.error
+    [preview] = result.previews
+    assert preview.key.name == "prod-settings"
+    assert "-  level: v1" in preview.diff_text and "+  level: v9" in preview.diff_text
+    assert _config(api_client, render_rig.namespace, "prod-settings") == {"level": "v1"}
