@@ -379,17 +379,17 @@ def mark_decrypted(
     """The objects, those read from a decrypted file marked sensitive.
 
     With `generated` (kustomize, Helm: an object comes from no one file), those carrying a
-    decrypted value are marked too, found by its text; a short value such as "1" marks
-    many objects, which hides more, never less.
+    decrypted value are marked too, found by its text or its base64 (a secretGenerator's
+    Secret data); a short value such as "1" marks many objects, which hides more, never less.
     """
     if not decrypted:
         return tuple(objects)
+    found = decrypted.values | {base64.b64encode(v.encode()).decode() for v in decrypted.values}
     return tuple(
-        _marked(obj)
-        if _is_from(obj, decrypted) or (generated and _carries(obj.manifest, decrypted.values))
+        _marked(obj) if _is_from(obj, decrypted) or (generated and _carries(obj.manifest, found))
         else obj
         for obj in objects
-    )
+    )  # fmt: skip
 
 
 def _is_from(obj: DesiredObject, decrypted: Decrypted) -> bool:

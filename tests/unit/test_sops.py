@@ -95,6 +95,16 @@ def test_objects_from_a_decrypted_file_are_marked_and_others_not() -> None:
     # Generated objects (kustomize, Helm) are found by the value they carry.
     generated = mark_decrypted(objects, decrypted, generated=True)
     assert [_is_marked(obj) for obj in generated] == [True, True]
+    # A secretGenerator's Secret holds the value base64-encoded: marked too, so its
+    # render is never written to the cache.
+    encoded = base64.b64encode(b"s3cret-value").decode()
+    secret = DesiredObject(
+        ResourceKey("", "Secret", "ns", "gen"),
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "gen"}, "data": {"t": encoded}},
+        "kustomize output of app#1",
+    )
+    (marked,) = mark_decrypted([secret], decrypted, generated=True)
+    assert _is_marked(marked)
     assert mark_decrypted(objects, Decrypted(files=())) == tuple(objects)
 
 
