@@ -22,6 +22,7 @@ from gitopsd.inventory import Inventory
 from gitopsd.model import Manifest, ResourceKey
 from gitopsd.passresult import PassOutcome
 from tests.cluster.conftest import Rig
+from tests.support.waiting import wait_until
 
 LABEL = "gitopsd.io/inventory-of"
 
@@ -191,6 +192,108 @@ def test_a_save_cut_short_between_shards_loses_nothing_and_the_next_finishes_it(
         *(f"gitopsd-inventory-shop.3.{index}" for index in range(2)),
     ]
     assert InventoryStore(requests, namespace).load("shop")[0].inventory == after
+
+
+def _deny_second_shards(api_client: Any, target: str, namespace: str, unique: str) -> None:
+    """A ValidatingAdmissionPolicy refusing to create the target's shard number 1 of any
+    generation: a save that stops between its shards, as a process killed there would."""
+    admission = client.AdmissionregistrationV1Api(api_client)
+    match = {
+        "resourceRules": [
+            {
+                "apiGroups": [""],
+                "apiVersions": ["v1"],
+                "operations": ["CREATE"],
+                "resources": ["configmaps"],
+            }
+        ],
+        "objectSelector": {"matchLabels": {LABEL: target}},
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+    }
+    rule = {"expression": "!object.metadata.name.endsWith('.1')", "message": "cut by test"}
+    admission.create_validating_admission_policy(
+        {
+            "metadata": {"name": f"cut-{unique}"},
+            "spec": {"failurePolicy": "Fail", "matchConstraints": match, "validations": [rule]},
+        }
+    )
+    admission.create_validating_admission_policy_binding(
+        {
+            "metadata": {"name": f"cut-{unique}"},
+            "spec": {"policyName": f"cut-{unique}", "validationActions": ["Deny"]},
+        }
+    )
+
+
+def _second_shard_refused(api_client: Any, target: str, namespace: str) -> bool:
+    """Whether the policy is in force now, probed with a throwaway shard-like name."""
+    core = client.CoreV1Api(api_client)
+    probe = {"metadata": {"name": f"probe-{target}.0.1", "labels": {LABEL: target}}}
+    try:
+        core.create_namespaced_config_map(namespace, probe)
+    except client.ApiException as error:
+        if error.status in (400, 403, 422):
+            return True
+        raise
+    core.delete_namespaced_config_map(probe["metadata"]["name"], namespace)
+    return False
+
+
+def test_a_pass_cut_between_shard_writes_is_finished_by_the_next_pass(
+    rig: Rig, api_client: Any
+) -> None:
+    core = client.CoreV1Api(api_client)
+    for name in ("keep", "drop"):
+        rig.source.files[f"{name}.yaml"] = _configmap(name, rig.namespace, "1")
+    assert rig.run().outcome is PassOutcome.CONVERGED
+    target, where = rig.settings.name, rig.settings.inventory_namespace
+    own = rig.adapter.load_inventories(target)[0]
+    padded = big(30_000, revision=own.inventory.revision, name=f"pad-{rig.unique}")
+    merged = Inventory(
+        own.inventory.keys | padded.keys,
+        {**own.inventory.applied_hashes, **padded.applied_hashes},
+        own.inventory.revision,
+        own.inventory.claims | padded.claims,
+    )
+    rig.adapter.save_inventory(target, merged, own.version)
+    _deny_second_shards(api_client, target, where, rig.unique)
+    admission = client.AdmissionregistrationV1Api(api_client)
+    try:
+        wait_until(
+            lambda: _second_shard_refused(api_client, target, where),
+            "the admission policy took effect",
+            timeout=30,
+            every=0.3,
+        )
+        del rig.source.files["drop.yaml"]
+        rig.source.files["new.yaml"] = _configmap("new", rig.namespace, "1")
+
+        cut = rig.run()  # its claim of `new`, saved before any write, stops at shard 1
+
+        assert cut.outcome is PassOutcome.FAILED and "cut by test" in str(cut.error)
+        names = {c.metadata.name for c in core.list_namespaced_config_map(rig.namespace).items}
+        assert {"keep", "drop"} <= names and "new" not in names
+        assert rig.adapter.load_inventories(target)[0].inventory == merged
+    finally:
+        admission.delete_validating_admission_policy_binding(f"cut-{rig.unique}")
+        admission.delete_validating_admission_policy(f"cut-{rig.unique}")
+    wait_until(
+        lambda: not _second_shard_refused(api_client, target, where),
+        "the admission policy was lifted",
+        timeout=30,
+        every=0.3,
+    )
+
+    finished = rig.run()
+
+    assert finished.outcome is PassOutcome.CONVERGED, finished.error
+    names = {c.metadata.name for c in core.list_namespaced_config_map(rig.namespace).items}
+    assert {"keep", "new"} <= names and "drop" not in names
+    tracked = rig.adapter.load_inventories(target)[0].inventory.tracked
+    assert {key.name for key in tracked} >= {"keep", "new"}
+    head = core.read_namespaced_config_map(inventory_name(target), where)
+    named = {line.split()[0] for line in head.data["shards"].splitlines()}
+    assert set(_stored(api_client, where, target)) == {inventory_name(target), *named}
 
 
 def test_damaged_shards_are_refused_before_any_write_and_nothing_is_pruned(
