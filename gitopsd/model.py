@@ -92,6 +92,7 @@ class Revision:
     ref: str = ""
     message: str = ""
     author: str = ""  # the commit author's name, for the status page and notifications
+    chart: str = ""  # a Helm target's chart from a chart repository: "web 0.2.0"
 
     @property
     def short(self) -> str:

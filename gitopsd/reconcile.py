@@ -50,7 +50,7 @@ from gitopsd.model import (
 from gitopsd.passresult import ObjectPreview, ObjectStatus, PassOutcome, PassResult
 from gitopsd.plan import Adoption, make_plan
 from gitopsd.rendercache import RenderCache, cache_key
-from gitopsd.renderers import job_for, render_target
+from gitopsd.renderers import job_for, render_target, resolved_chart
 from gitopsd.report import PassReporter
 from gitopsd.waiting import POLL_SECONDS, WaveWaits, await_health, last_known
 from gitopsd.waves import waves_of
@@ -209,6 +209,9 @@ class Reconciler:
     ) -> PassOutcome:
         state.revision = revision = self._fetch(dry_run)
         desired = self._declared(revision)
+        if chart := resolved_chart(self.target):  # a chart repository's version, with the commit
+            state.revision = revision = replace(revision, chart=chart)
+            self._journal_chart(revision, dry_run)
         stored = self._load_inventory(desired, dry_run)
         live = read_live(self._adapter, self.target.name, desired, stored.inventory.tracked)
         state.plan = self._plan(desired, live, stored.inventory)
@@ -263,6 +266,16 @@ class Reconciler:
         if not dry_run:
             self._journal_history_rewrite(revision)
         return revision
+
+    def _journal_chart(self, revision: Revision, dry_run: bool) -> None:
+        if self._journal is not None and not dry_run:
+            name, version = revision.chart.split(" ", 1)
+            self._journal.record_event_once(
+                target=self.target.name,
+                at=self._clock.time(),
+                event="chart_resolved",
+                detail={"revision": revision.commit, "chart": name, "version": version},
+            )
 
     def _journal_history_rewrite(self, revision: Revision) -> None:
         rewrite = getattr(self._source, "history_rewrite", None)

@@ -44,6 +44,7 @@ class TargetStatus:
     revision: str | None = None
     revision_message: str = ""
     revision_author: str = ""
+    chart: str | None = None  # "web 0.2.0": a chart from a chart repository, next to the commit
     outcome: PassOutcome | None = None
     started_at: float | None = None
     duration_seconds: float | None = None
@@ -75,6 +76,7 @@ class TargetStatus:
             self.revision = result.revision.commit
             self.revision_message = result.revision.message
             self.revision_author = result.revision.author
+            self.chart = result.revision.chart or None
         self.error = one_line(result.error) if result.error is not None else None
         if result.health or result.outcome is not PassOutcome.FAILED:
             self.unhealthy = [o.as_dict() for o in result.unhealthy] if result.health else None
@@ -105,6 +107,7 @@ class TargetStatus:
             "revision": self.revision,
             "revision_message": self.revision_message,
             "revision_author": self.revision_author,
+            "chart": self.chart,
             "in_sync": self.outcome.in_sync if self.outcome is not None else None,
             "last_pass": last_pass,
             "last_error": self.error,

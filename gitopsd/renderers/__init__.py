@@ -22,7 +22,12 @@ from gitopsd.errors import RenderError
 from gitopsd.model import DECRYPTED_ANNOTATION, DesiredObject, Manifest, Revision, SourceFile
 from gitopsd.render import Namespaced, documents, render_documents, stream_documents
 from gitopsd.renderconfig import RenderKind, RenderSettings
-from gitopsd.renderers.charts import chart_repository, chart_version, unpack_chart
+from gitopsd.renderers.charts import (
+    chart_repository,
+    chart_version,
+    resolved_chart,
+    unpack_chart,
+)
 from gitopsd.renderers.helm import (
     Capabilities,
     HelmInput,
@@ -46,6 +51,7 @@ __all__ = [
     "fingerprint",
     "job_for",
     "render_target",
+    "resolved_chart",
     "with_chart_cache",
 ]
 

@@ -13,6 +13,8 @@ from gitopsd.config import TargetSettings
 from gitopsd.errors import RenderError
 
 _scratch: Path | None = None
+# (cache, repo, chart) -> the version last resolved: what a pass reports next to its commit.
+_resolved: dict[tuple[str, str, str], str] = {}
 
 
 def _fallback_cache() -> Path:
@@ -33,8 +35,20 @@ def chart_repository(target: TargetSettings) -> ChartRepository:
 
 def chart_version(target: TargetSettings) -> str:
     """`name version digest` of the chart version `helm.version` selects now."""
-    version, entry = chart_repository(target).resolve_version()
+    repository = chart_repository(target)
+    version, entry = repository.resolve_version()
+    _resolved[_key(target)] = f"{target.render.helm.chart} {version}"
     return f"{target.render.helm.chart} {version} {entry.get('digest')}"
+
+
+def resolved_chart(target: TargetSettings) -> str:
+    """`web 0.2.0`: the chart version this process last resolved for `target`, or ""."""
+    return _resolved.get(_key(target), "") if target.render.helm.chart is not None else ""
+
+
+def _key(target: TargetSettings) -> tuple[str, str, str]:
+    helm = target.render.helm
+    return (str(target.render.chart_cache), helm.repo or "", helm.chart or "")
 
 
 def unpack_chart(chart: ResolvedChart, directory: Path, what: str) -> Path:

@@ -15,6 +15,7 @@ from kubernetes import client
 from gitopsd.passresult import PassOutcome
 from gitopsd.renderconfig import HelmSettings
 from gitopsd.renderers import with_chart_cache
+from gitopsd.status import TargetStatus
 from tests.cluster.render_rig import RenderRig
 from tests.support.chart_server import ChartServer
 
@@ -95,6 +96,20 @@ def test_a_chart_from_a_repository_then_a_newer_version_in_range(
     assert _data(api_client, render_rig.namespace, "web") == {"chart": "0.2.0", "env": "prod"}
     archives = [r.path for r in charts.requests if r.path.endswith(".tgz")]
     assert archives == ["/charts/web-0.2.0.tgz"]
+
+    # The chart version goes with the commit: in the pass result (/status shows it) and
+    # once per commit and version in the journal.
+    assert (first.revision and first.revision.chart) == "web 0.1.0"
+    assert (newer.revision and newer.revision.chart) == "web 0.2.0"
+    commit = render_rig.remote.head()
+    events = [e["detail"] for e in render_rig.journal.events(target.name)]
+    assert events == [
+        {"revision": commit, "chart": "web", "version": "0.1.0"},
+        {"revision": commit, "chart": "web", "version": "0.2.0"},
+    ]
+    board = TargetStatus(target.name, 60.0)
+    board.record(newer)
+    assert board.as_dict(None)["chart"] == "web 0.2.0"
 
 
 def test_a_wrong_password_is_refused_without_showing_it(

@@ -82,6 +82,7 @@ def test_status_of_a_pass() -> None:
         "next_run_at": 2_000_000.0,
         "revision_message": "Deploy web",
         "revision_author": "Ada",
+        "chart": None,  # no chart from a chart repository
         "last_failure": None,
         "unhealthy_objects": None,  # the target does not wait for health
         "waiting_for": None,  # no depends_on holding it back
