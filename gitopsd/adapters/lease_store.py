@@ -154,8 +154,12 @@ def _parsed(body: Any) -> Any:
 
 
 def _stamp(wall: float) -> str:
-    """A time as LeaderElectionRecord holds it (str of a local naive datetime)."""
-    return str(datetime.fromtimestamp(wall))
+    """A time as LeaderElectionRecord holds it (str of a local naive datetime). Never on a
+    whole second: the client writes such a datetime without a fraction (`08:00:00+00:00`)
+    and the API server refuses it as a MicroTime (400); the client's models turn any text
+    back into a datetime, so a microsecond is added instead."""
+    moment = datetime.fromtimestamp(wall)
+    return str(moment if moment.microsecond else moment.replace(microsecond=1))
 
 
 def _view(lease: Any) -> LeaseView:
