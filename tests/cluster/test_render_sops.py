@@ -92,8 +92,11 @@ def test_kustomize_secret_generator_with_an_encrypted_env_file(
     assert result.outcome is PassOutcome.CONVERGED, result.error
 
     core = client.CoreV1Api(api_client)
-    secret = core.read_namespaced_secret("creds", ns).data
-    assert base64.b64decode(secret["TOKEN"]).decode() == TOKEN
+    secret = core.read_namespaced_secret("creds", ns)
+    assert base64.b64decode(secret.data["TOKEN"]).decode() == TOKEN
+    assert secret.metadata.annotations[DECRYPTED_ANNOTATION] == "sops"
+    # A render holding decrypted values is kept in memory only, never in the cache file.
+    assert not (render_rig.state / "render" / f"{target.name}.json").exists()
     conn = core.read_namespaced_config_map("conn", ns)
     assert conn.data == {"DSN": DSN}
     # Generated from a decrypted file: found by the value it carries, marked sensitive.
