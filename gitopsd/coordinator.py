@@ -22,6 +22,7 @@ from gitopsd.errors import ConflictError, GitopsdError, NotOwnerError
 from gitopsd.haconfig import HaSettings
 from gitopsd.journal import Journal
 from gitopsd.leases import (
+    HEARTBEAT_PREFIX,
     LeaseTimes,
     LeaseView,
     Observer,
@@ -206,7 +207,7 @@ class Coordinator:
         live = frozenset(lease.holder for lease in fresh)
         members = {lease.holder for lease in fresh if lease.member}
         with self._lock:
-            if self._fresh(now) and self._heartbeat_name.startswith("gitopsd-replica-"):
+            if self._fresh(now) and self._heartbeat_name.startswith(HEARTBEAT_PREFIX):
                 members.add(self.identity)
             self._members = frozenset(members)
             self._leases = {lease.name: lease for lease in leases}
