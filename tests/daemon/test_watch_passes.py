@@ -41,8 +41,10 @@ class FakeWatches:
     def retain(self, kinds: object) -> list[str]:
         return []
 
+    lost: ClassVar[list[Any]] = []  # watches a test says are reconnecting
+
     def all(self) -> list[Any]:
-        return []
+        return list(FakeWatches.lost)
 
     def get(self, group: str, kind: str) -> None:
         return None
@@ -72,9 +74,19 @@ class Rig:
         FakeWatches.sinks[-1](_event(version))
 
 
+class LostWatch:
+    """A watch that cannot reach its API server."""
+
+    info = type("Info", (), {"kind": "Service"})()
+    state = None
+
+    def lost_since(self) -> float:
+        return 1.0
+
+
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[Rig]:
-    FakeWatches.sinks = []
+    FakeWatches.sinks, FakeWatches.lost = [], []
     # From the wall time: APScheduler fires by the real clock, and would otherwise count
     # every interval since 1970 when it schedules the next pass.
     clock = ManualClock(time.time())
@@ -134,6 +146,15 @@ def test_an_echo_of_our_own_write_asks_for_no_pass(rig: Rig) -> None:
     assert 'gitopsd_watch_object_events_total{origin="own",target="web"} 1.0' in metrics
     rig.drift(31)  # someone else's write after ours: a pass
     assert rig.script.wait_calls("web", 2)
+
+
+def test_readyz_reports_watches_reconnecting_while_it_lasts(rig: Rig) -> None:
+    assert rig.daemon.backend.readiness() == []
+    FakeWatches.lost = [LostWatch()]
+    [line] = rig.daemon.backend.readiness()
+    assert "reconnecting: Service" in line
+    FakeWatches.lost = []
+    assert rig.daemon.backend.readiness() == []
 
 
 def _eventually(condition: Callable[[], object], timeout: float = 5.0) -> bool:
