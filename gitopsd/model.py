@@ -27,6 +27,15 @@ INVENTORY_PREFIX = "gitopsd-inventory-"
 
 # What a manifest file is called, for the tree reader and for render.
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+# kustomize's third accepted name has no suffix; read only at the top of a target's path,
+# where `render: auto` looks for it (plain YAML still skips it: it is not a manifest).
+KUSTOMIZATION_NAME = "Kustomization"
+
+
+def is_read(relative: str) -> bool:
+    """Whether a file at `relative` (to the target's path) is read from the tree."""
+    return relative.lower().endswith(MANIFEST_SUFFIXES) or relative == KUSTOMIZATION_NAME
+
 
 NAMESPACE_KIND = ("", "Namespace")
 CRD_KIND = ("apiextensions.k8s.io", "CustomResourceDefinition")

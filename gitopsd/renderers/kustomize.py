@@ -22,9 +22,10 @@ from typing import Any
 import yaml
 
 from gitopsd.errors import RenderError
+from gitopsd.model import KUSTOMIZATION_NAME
 from gitopsd.renderers.run import resolve
 
-KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", KUSTOMIZATION_NAME)
 # Fields whose strings are files or directories (kustomize's Kustomization type).
 _PATH_LISTS = (
     "resources", "bases", "components", "crds", "configurations", "generators",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from gitopsd.config import SourceSettings
 from gitopsd.errors import PathNotFoundError, SourceError, UnsafeTreeError
-from gitopsd.model import MANIFEST_SUFFIXES, Revision, SourceFile
+from gitopsd.model import Revision, SourceFile, is_read
 from gitopsd.source.snapshot import Origin, Snapshot
 
 
@@ -70,7 +70,7 @@ class _DirectoryReader:
                 path = Path(folder, name)
                 relative = path.relative_to(self.root).as_posix()
                 # Case-insensitive like the tree reader's: `app.YAML` is read.
-                if relative.lower().endswith(MANIFEST_SUFFIXES):
+                if is_read(relative):
                     entry = self._entry(relative, path)
                     if entry is not None:
                         found.append(entry)

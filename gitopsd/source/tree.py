@@ -17,7 +17,7 @@ import pygit2
 from pygit2.enums import FileMode, ObjectType
 
 from gitopsd.errors import PathNotFoundError, SourceError, UnsafeTreeError
-from gitopsd.model import MANIFEST_SUFFIXES, SourceFile
+from gitopsd.model import SourceFile, is_read
 
 _MAX_LINK_HOPS = 8
 
@@ -117,7 +117,7 @@ class TreeReader:
         """(path relative to `base`, blob id, size) of a manifest that would be read."""
         relative = self._relative(repo_path)
         # Case-insensitive like render's: `app.YAML` is read, and its symlink checked.
-        if not relative.lower().endswith(MANIFEST_SUFFIXES):
+        if not is_read(relative):
             return None  # never read, so a README -> ../README link refuses nothing
         if entry.filemode == FileMode.LINK:
             try:

@@ -38,6 +38,16 @@ def test_manifest_suffixes_match_in_any_case(
     assert paths == sorted([*EXPECTED_PATHS, "Upper.YAML", "mixed.Yml"])
 
 
+def test_a_kustomization_without_suffix_is_read_only_at_the_top(
+    bare_remote: BareRemote, make_source: MakeSource
+) -> None:
+    # kustomize's third name for its file; `render: auto` looks for it at the target's path.
+    files = {"deploy/Kustomization": "resources: []\n", "deploy/sub/Kustomization": "x: 1\n"}
+    bare_remote.commit({**MANIFESTS, **files})
+    source = make_source(bare_remote.file_url)
+    assert _paths(source, source.fetch()) == sorted([*EXPECTED_PATHS, "Kustomization"])
+
+
 def test_file_url(bare_remote: BareRemote, make_source: MakeSource) -> None:
     commit = bare_remote.commit(MANIFESTS)
     source = make_source(bare_remote.file_url)

@@ -41,6 +41,12 @@ def test_manifests_are_read_relative_and_sorted_others_skipped(tmp_path: Path) -
     assert snapshot.revision.commit.startswith("local-") and snapshot.revision.ref == str(work)
 
 
+def test_a_kustomization_without_suffix_is_read_only_at_the_top(tmp_path: Path) -> None:
+    work = tree(tmp_path / "work", {"Kustomization": "k", "sub/Kustomization": "no", "a.yaml": "a"})
+    snapshot = read_directory("web", work, SETTINGS)
+    assert [f.path for f in snapshot.files] == ["Kustomization", "a.yaml"]
+
+
 def test_the_revision_names_the_content(tmp_path: Path) -> None:
     work = tree(tmp_path / "work", {"a.yaml": "1"})
     first = read_directory("web", work, SETTINGS).revision

@@ -26,6 +26,7 @@ def _files(*names: str) -> list[SourceFile]:
     [
         (("kustomization.yaml", "a.yaml"), RenderKind.KUSTOMIZE),
         (("kustomization.yml",), RenderKind.KUSTOMIZE),
+        (("Kustomization", "a.yaml"), RenderKind.KUSTOMIZE),
         (("Chart.yaml", "templates/a.yaml"), RenderKind.HELM),
         (("a.yaml", "sub/kustomization.yaml", "sub/Chart.yaml"), RenderKind.PLAIN),
     ],
