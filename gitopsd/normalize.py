@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -138,6 +139,34 @@ def _stand_ins(value: Any) -> Any:
     if value is None:
         return None
     return redacted(value.encode() if isinstance(value, str) else str(value).encode())
+
+
+def redact_message(text: str, manifest: Manifest) -> str:
+    """An API server's message about `manifest`, the values of a Secret or of an object
+    decrypted from SOPS shown as stand-ins: a field error quotes the value it refuses."""
+    if manifest.get("kind") != "Secret" and not is_decrypted(manifest):
+        return text
+    values = {v for k, item in manifest.items() if k not in _SHOWN_FIELDS for v in _texts(item)}
+    if isinstance(manifest.get("data"), Mapping):  # a Secret's values, as the server decodes them
+        values |= {_decoded(v).decode(errors="replace") for v in manifest["data"].values()}
+    for value in sorted(values, key=len, reverse=True):
+        quoted = json.dumps(value)  # as Go's %q quotes plain text
+        if quoted in text:
+            text = text.replace(quoted, f'"{redacted(value.encode())}"')
+        elif len(value) >= _BARE_MINIMUM:  # shorter ones would garble the message
+            text = text.replace(value, redacted(value.encode()))
+    return text
+
+
+_BARE_MINIMUM = 6
+
+
+def _texts(value: Any) -> set[str]:
+    if isinstance(value, Mapping):
+        return {t for item in value.values() for t in _texts(item)}
+    if isinstance(value, list):
+        return {t for item in value for t in _texts(item)}
+    return {value} if isinstance(value, str) and value else set()
 
 
 def secret_string_data_to_data(manifest: Manifest) -> Manifest:

@@ -62,6 +62,7 @@ from gitopsd.model import (
     ResourceKey,
     group_of,
 )
+from gitopsd.normalize import redact_message
 
 # A kind missing from discovery triggers a refresh, but not more often than this:
 # a pass asks about an unserved kind several times before its CRD is applied, and
@@ -388,15 +389,19 @@ class KubernetesAdapter:
         if dry_run:
             query.append(("dryRun", "All"))
         verb = "dry-run-apply" if dry_run else "apply"
-        result = self._request(
-            verb,
-            "PATCH",
-            _object_path(info, key),
-            query=query,
-            body=manifest,
-            content_type="application/apply-patch+yaml",
-            what=str(key),
-        )
+        try:
+            result = self._request(
+                verb,
+                "PATCH",
+                _object_path(info, key),
+                query=query,
+                body=manifest,
+                content_type="application/apply-patch+yaml",
+                what=str(key),
+            )
+        except ClusterError as error:
+            error.args = (redact_message(str(error), manifest),)  # a refused value is quoted
+            raise
         return ApplyResult(result)
 
     def delete(self, info: KindInfo, key: ResourceKey) -> None:

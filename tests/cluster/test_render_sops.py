@@ -192,3 +192,28 @@ def test_helm_values_file_encrypted_and_a_file_for_another_key_left_alone(
     assert refused.outcome is PassOutcome.FAILED
     assert "env/prod.enc.yaml: no key able to decrypt it" in str(refused.error)
     assert other.recipient in str(refused.error)
+
+
+def test_a_value_the_api_server_refuses_is_not_quoted_in_the_error(
+    render_rig: RenderRig, sops_bin: dict[str, Path], key: AgeKey
+) -> None:
+    bad = "s3cret-SERVICE-type"
+    service = (
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n"
+        f"spec:\n  type: {bad}\n  ports:\n    - port: 80\n"
+    )
+    render_rig.commit(
+        {
+            "plain/web.yaml": encrypt(
+                sops_bin["sops"], service, filename="web.yaml", age=[key.recipient],
+                encrypted_regex="^spec$",
+            )
+        }
+    )  # fmt: skip
+    target = _decrypting(render_rig.target("web", "plain"), sops_bin, key)
+    result = render_rig.run(target)
+    assert result.outcome is PassOutcome.FAILED
+    message = str(result.error) + "".join(o.error for o in result.changes.entries)
+    assert "spec.type: Unsupported value" in message and "<redacted " in message, message
+    assert bad not in message
+    assert _leaks(render_rig, bad) == []

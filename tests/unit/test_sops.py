@@ -12,7 +12,7 @@ import pytest
 from gitopsd.diff import compare, object_diff_text
 from gitopsd.errors import DecryptionError
 from gitopsd.model import DECRYPTED_ANNOTATION, DesiredObject, LiveObject, ResourceKey, SourceFile
-from gitopsd.normalize import redact_pair
+from gitopsd.normalize import redact_message, redact_pair
 from gitopsd.sops import (
     Decrypted,
     TreeDecryption,
@@ -171,3 +171,19 @@ def test_the_secret_values_are_those_that_were_encrypted_outside_type_and_metada
     assert _secret_values(encrypted, plain, "yaml") == {"s3cret", "7"}
     dotenv = SourceFile("s.env", f"A={ENC}\nB=clear\nsops_mac={ENC}\n".encode())
     assert _secret_values(dotenv, b"A=s3cret\nB=clear\n", "dotenv") == {"s3cret"}
+
+
+def test_server_messages_quote_no_value_of_a_secret_or_a_decrypted_object() -> None:
+    message = 'spec.type: Unsupported value: "s3cret-TYPE": supported values: "ClusterIP"'
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}}
+    decrypted = {
+        **service,
+        "metadata": {"name": "web", "annotations": {DECRYPTED_ANNOTATION: "sops"}},
+        "spec": {"type": "s3cret-TYPE", "ports": [{"port": 80}]},
+    }
+    shown = redact_message(message, decrypted)
+    assert "s3cret-TYPE" not in shown and f'"{_stand_in("s3cret-TYPE")}"' in shown
+    assert '"ClusterIP"' in shown  # the server's own words stay
+    assert redact_message(message, {**service, "spec": {"type": "s3cret-TYPE"}}) == message
+    secret = {"kind": "Secret", "metadata": {"name": "s"}, "data": {"k": "aHVudGVyMi12YWx1ZQ=="}}
+    assert "hunter2-value" not in redact_message("bad value hunter2-value here", secret)
