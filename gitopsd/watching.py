@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,46 +24,25 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from gitopsd.adapters.base import ApplyResult, ClusterAdapter, KindInfo
-from gitopsd.adapters.inventory_store import inventory_name
-from gitopsd.adapters.watchcache import (
-    ClusterWatches,
-    KindWatch,
-    WatchEvent,
-    WatchState,
-    key_of,
-    version_of,
-)
+from gitopsd.adapters.base import ClusterAdapter
+from gitopsd.adapters.watchcache import ClusterWatches, WatchEvent, WatchState, key_of, version_of
 from gitopsd.clock import SYSTEM_CLOCK, Clock
-from gitopsd.config import ClusterSettings, TargetSettings
+from gitopsd.config import TargetSettings
 from gitopsd.errors import GitopsdError
-from gitopsd.inventory import StoredInventory
-from gitopsd.model import (
-    FIELD_MANAGER,
-    INVENTORY_LABEL,
-    TARGET_LABEL,
-    LiveObject,
-    Manifest,
-    ResourceKey,
-    group_of,
-)
+from gitopsd.model import FIELD_MANAGER, ResourceKey
 from gitopsd.passresult import PassResult
-from gitopsd.watchlogic import Coalescer, Fight, FightTracker, OwnWrites
+from gitopsd.watchlogic import Coalescer, Fight, FightTracker
+from gitopsd.watchread import Watched, WatchedCluster, WatchesFactory, owner_of
 
 if TYPE_CHECKING:
     from gitopsd.journal import Journal
 
 log = structlog.get_logger("gitopsd.watch")
 
-# How long a pass waits for the watch to show a write it just made before it lists instead.
-CATCH_UP_SECONDS = 1.0
 _INVENTORY_KIND = ("", "ConfigMap")
 _LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60, 300)
 
-Trigger = Callable[[str], object]
-_Inventories = tuple[
-    StoredInventory, Mapping[str, StoredInventory]
-]  # run a target's pass as soon as it may
+Trigger = Callable[[str], object]  # run a target's pass as soon as it may
 
 
 @dataclass
@@ -76,20 +55,6 @@ class _Target:
     kinds: set[tuple[str, str]] = field(default_factory=set)  # read by its last pass to read
     reading: set[tuple[str, str]] = field(default_factory=set)  # by the pass in progress
     synced: bool | None = None  # whether the last pass read only from caches
-
-
-WatchesFactory = Callable[[ClusterSettings, Callable[[WatchEvent], None]], ClusterWatches]
-
-
-class _Cluster:
-    def __init__(
-        self,
-        settings: ClusterSettings,
-        sink: Callable[[WatchEvent], None],
-        factory: WatchesFactory,
-    ) -> None:
-        self.watches = factory(settings, sink)
-        self.own = OwnWrites()
 
 
 class WatchHub:
@@ -105,7 +70,7 @@ class WatchHub:
         self._make_watches = watches
         self._journal = journal
         self._lock = threading.Lock()
-        self._clusters: dict[tuple[Path | None, str | None], _Cluster] = {}
+        self._clusters: dict[tuple[Path | None, str | None], WatchedCluster] = {}
         self._targets: dict[str, _Target] = {}
         self._due = Coalescer()
         self._fights = FightTracker()
@@ -163,13 +128,13 @@ class WatchHub:
         with self._lock:
             cluster = self._clusters.get(identity)
             if cluster is None:
-                cluster = self._clusters[identity] = _Cluster(
+                cluster = self._clusters[identity] = WatchedCluster(
                     target.cluster,
                     lambda event: self._on_event(identity, event),
                     self._make_watches,
                 )
             self._targets[target.name] = _Target(target, interval)
-        return Watched(inner, cluster, target, self)
+        return Watched(inner, cluster, target, self.note_kind)
 
     def release(self, name: str) -> None:
         """`name` left the configuration (or was restarted): its watches may go."""
@@ -378,7 +343,7 @@ class WatchHub:
             if watch is not None:
                 for obj in watch.objects():
                     if key_of(obj, key.group) == key:
-                        return _owner_of_manifest(obj)
+                        return owner_of(obj)
         return ""
 
     def note_kind(self, name: str, pair: tuple[str, str], synced: bool) -> None:
@@ -391,110 +356,7 @@ class WatchHub:
 
 
 def _owner(event: WatchEvent) -> str:
-    return _owner_of_manifest(event.previous or event.obj) or _owner_of_manifest(event.obj)
-
-
-def _owner_of_manifest(manifest: Manifest | None) -> str:
-    labels = ((manifest or {}).get("metadata") or {}).get("labels") or {}
-    return str(labels.get(TARGET_LABEL, ""))
-
-
-class Watched:
-    """A ClusterAdapter for one target that reads from the watches when they are synced and
-    records its own writes, so the watches can tell them from drift."""
-
-    def __init__(
-        self, inner: ClusterAdapter, cluster: _Cluster, target: TargetSettings, hub: WatchHub
-    ) -> None:
-        self._inner, self._cluster, self._target, self._hub = inner, cluster, target, hub
-        self._memo: tuple[frozenset[tuple[str, str]], _Inventories] | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    def list_owned(
-        self, info: KindInfo, target: str, *args: Any, **kwargs: Any
-    ) -> list[LiveObject]:
-        watch = self._fresh(info)
-        if watch is None:
-            return self._inner.list_owned(info, target, *args, **kwargs)
-        return [
-            LiveObject(key_of(obj, info.group), obj)
-            for obj in watch.objects()
-            if _owner_of_manifest(obj) == target
-        ]
-
-    def load_inventories(
-        self, target: str
-    ) -> tuple[StoredInventory, Mapping[str, StoredInventory]]:
-        """As the inner adapter read them, again without a request while the watched
-        inventory ConfigMaps keep the versions they had then."""
-        info = self._inner.kind_info("v1", "ConfigMap")
-        watch = self._fresh(info) if info is not None else None
-        if watch is None:
-            return self._inner.load_inventories(target)
-        namespace = self._target.inventory_namespace
-        before = _inventory_versions(watch.objects(), namespace)
-        if self._memo is not None and self._memo[0] == before:
-            return self._memo[1]
-        loaded = self._inner.load_inventories(target)
-        after = _inventory_versions(watch.objects(), namespace)
-        if after == before and _matches(loaded, target, after):
-            self._memo = (after, loaded)
-        return loaded
-
-    def apply(self, manifest: Manifest, *, dry_run: bool, force: bool) -> ApplyResult:
-        result = self._inner.apply(manifest, dry_run=dry_run, force=force)
-        if not dry_run:
-            key = key_of(result.manifest, group_of(str(manifest["apiVersion"])))
-            self._cluster.own.wrote(key, version_of(result.manifest))
-        return result
-
-    def delete(self, info: KindInfo, key: ResourceKey) -> None:
-        self._cluster.own.deleting(key)
-        self._inner.delete(info, key)
-
-    def release(self, info: KindInfo, key: ResourceKey) -> None:
-        self._cluster.own.deleting(key)  # without our labels it leaves the watch: DELETED
-        self._inner.release(info, key)
-
-    def save_inventory(self, target: str, inventory: Any, version: str) -> str:
-        saved = self._inner.save_inventory(target, inventory, version)
-        key = ResourceKey("", "ConfigMap", self._target.inventory_namespace, inventory_name(target))
-        self._cluster.own.wrote(key, int(saved) if saved.isdigit() else 0)
-        return saved
-
-    def _fresh(self, info: KindInfo) -> KindWatch | None:
-        """The kind's watch when its cache can answer now (synced, our writes seen)."""
-        pair = (info.group, info.kind)
-        watch = self._cluster.watches.watch(info)
-        own = self._cluster.own
-        fresh = watch.wait_fresh(
-            lambda w: own.caught_up(pair, w.seen, w.held_unlocked()), CATCH_UP_SECONDS
-        )
-        self._hub.note_kind(self._target.name, pair, fresh)
-        return watch if fresh else None
-
-
-def _inventory_versions(objects: Iterable[Manifest], namespace: str) -> frozenset[tuple[str, str]]:
-    """(name, resourceVersion) of every labelled inventory ConfigMap in `namespace`."""
-    found = set()
-    for obj in objects:
-        metadata = obj.get("metadata") or {}
-        if metadata.get("namespace") == namespace and INVENTORY_LABEL in (
-            metadata.get("labels") or {}
-        ):
-            found.add((str(metadata.get("name")), str(metadata.get("resourceVersion"))))
-    return frozenset(found)
-
-
-def _matches(loaded: _Inventories, target: str, versions: frozenset[tuple[str, str]]) -> bool:
-    """Whether what a list returned is what the cache holds (no write came between)."""
-    cached = dict(versions)
-    own, others = loaded
-    if own.version != cached.get(inventory_name(target), ""):
-        return False
-    return all(s.version == cached.get(inventory_name(o), "") for o, s in others.items())
+    return owner_of(event.previous or event.obj) or owner_of(event.obj)
 
 
 class _StateCollector(Collector):

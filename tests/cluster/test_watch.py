@@ -17,7 +17,8 @@ from kubernetes import client
 from gitopsd.adapters.watchcache import WatchState
 from gitopsd.passresult import PassOutcome, PassResult
 from gitopsd.reconcile import Reconciler
-from gitopsd.watching import Watched, WatchHub
+from gitopsd.watching import WatchHub
+from gitopsd.watchread import Watched
 from tests.cluster.conftest import Rig, read_testdata
 from tests.support.waiting import wait_until
 

@@ -23,7 +23,8 @@ from gitopsd.config import ClusterSettings, RefKind, SourceSettings, TargetSetti
 from gitopsd.journal import Journal
 from gitopsd.passresult import PassOutcome, PassResult
 from gitopsd.reconcile import Reconciler
-from gitopsd.watching import Watched, WatchHub
+from gitopsd.watching import WatchHub
+from gitopsd.watchread import Watched
 from tests.support.cluster import ControlPlane, separate_control_plane
 from tests.support.sources import FilesSource
 from tests.support.waiting import wait_until
