@@ -185,7 +185,9 @@ def _tool_documents(
     what = describe(job.target, kind)
     if job.checkout is None:
         raise RenderError(
-            f"{what}: needs the Git repository written out, which this source cannot do"
+            f"{what}: needs the whole repository, not only {job.target.source.path!r}; with "
+            f"`diff --path`, give the target's folder inside a working copy of the repository "
+            f"(a folder ending in {job.target.source.path!r})"
         )
     # Decrypted files live only in this 0700 folder, on a tmpfs when decrypting.
     base = private_base(job.target.decryption)

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import stat
-from pathlib import Path
+from functools import partial
+from pathlib import Path, PurePosixPath
 
 from gitopsd.config import SourceSettings
 from gitopsd.errors import PathNotFoundError, SourceError, UnsafeTreeError
@@ -31,7 +33,52 @@ def read_directory(target: str, directory: Path, settings: SourceSettings) -> Sn
         digest.update(file.content)
     # Not a commit: named so that no log or output mistakes it for one.
     revision = Revision(f"local-{digest.hexdigest()[:16]}", str(reader.root), "local directory")
-    return Snapshot(revision, files, Origin.PATH)
+    top = repository_root(reader.root, settings.path)
+    checkout = partial(_write_out, reader, top) if top is not None else None
+    return Snapshot(revision, files, Origin.PATH, checkout=checkout)
+
+
+def repository_root(directory: Path, path: str) -> Path | None:
+    """The working copy's top for a target whose `path` is `directory`: `directory` with
+    `path`'s parts taken off its end; None when it does not end with them."""
+    parts = [part for part in PurePosixPath(path).parts if part not in (".", "/")]
+    if not parts:
+        return directory
+    if len(parts) >= len(directory.parts) or list(directory.parts[-len(parts) :]) != parts:
+        return None
+    return directory.parents[len(parts) - 1]
+
+
+def _write_out(reader: _DirectoryReader, top: Path, _: Revision, into: Path) -> frozenset[str]:
+    """Copy the working copy at `top` into `into` for kustomize and Helm, as GitSource
+    writes a commit out: `.git` skipped, links leading out left out (and returned)."""
+    escaping: list[str] = []
+    total = 0
+    for folder, subfolders, names in os.walk(top, onerror=reader._walk_error):
+        subfolders[:] = sorted(name for name in subfolders if name != ".git")
+        here = Path(folder)
+        (into / here.relative_to(top)).mkdir(mode=0o700, exist_ok=True)
+        for name in [*names, *(d for d in subfolders if (here / d).is_symlink())]:
+            source = here / name
+            relative = source.relative_to(top).as_posix()
+            if source.is_symlink():
+                if not Path(os.path.realpath(source)).is_relative_to(top):
+                    escaping.append(relative)
+                    continue
+                os.symlink(os.readlink(source), into / relative)
+                continue
+            if not source.is_file():
+                continue  # a FIFO or socket: nothing a renderer reads
+            total += source.stat().st_size
+            if total > reader.max_total:
+                raise reader.error(
+                    UnsafeTreeError,
+                    f"the working copy at {top} totals more than max_revision_size "
+                    f"({reader.max_total} bytes): raise max_revision_size for this target",
+                )
+            shutil.copyfile(source, into / relative, follow_symlinks=False)
+            (into / relative).chmod(0o600)
+    return frozenset(escaping)
 
 
 class _DirectoryReader:

@@ -49,3 +49,47 @@ def test_a_second_once_on_a_rendered_commit_runs_no_tool(
     validated = gitopsd.run("validate")
     assert validated.returncode == 0, validated.stderr
     assert "app: ok, 1 objects (kustomize)" in validated.stdout
+
+
+def test_diff_path_previews_a_kustomize_overlay_in_a_working_copy(
+    gitopsd: Gitopsd, api_client: object, tmp_path: Path
+) -> None:
+    base = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  env: {env}\n"
+    gitopsd.remote.commit(
+        {
+            "base/kustomization.yaml": "resources: [settings.yaml]\n",
+            "base/settings.yaml": base.format(env="blue"),
+            "overlays/prod/kustomization.yaml": "resources: [../../base]\nnamePrefix: prod-\n",
+        }
+    )
+    gitopsd.write_config(gitopsd.target(path="overlays/prod", tools={"kustomize": _kustomize()}))
+    assert gitopsd.run("--once").returncode == 0
+    # A working copy with an edit in the base, which the overlay reaches through ../../base.
+    work = tmp_path / "work"
+    for name, text in {
+        "base/kustomization.yaml": "resources: [settings.yaml]\n",
+        "base/settings.yaml": base.format(env="red"),
+        "overlays/prod/kustomization.yaml": "resources: [../../base]\nnamePrefix: prod-\n",
+    }.items():
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_text(text)
+
+    result = gitopsd.run("diff", "--path", str(work / "overlays" / "prod"), "--output", "json")
+
+    assert result.returncode == 3, result.stderr
+    (target,) = json.loads(result.stdout)["targets"]
+    assert [(o["kind"], o["name"], o["fields"]) for o in target["objects"]] == [
+        ("ConfigMap", "prod-settings", ["data.env"])
+    ]
+    # The folder alone (not inside a copy of the repository) cannot reach ../../base.
+    alone = gitopsd.run("diff", "--path", str(work / "base"))
+    assert alone.returncode == 1
+    assert "a folder ending in 'overlays/prod'" in alone.stderr
+    live = client.CoreV1Api(api_client).read_namespaced_config_map(
+        "prod-settings", gitopsd.namespace
+    )
+    assert live.data == {"env": "blue"}
+
+
+def _kustomize() -> str:
+    return str(build_tool(KUSTOMIZE))

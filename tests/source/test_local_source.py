@@ -11,7 +11,7 @@ import pytest
 from gitopsd.config import RefKind, SourceSettings
 from gitopsd.errors import PathNotFoundError, UnsafeTreeError
 from gitopsd.model import SourceFile
-from gitopsd.source.local import read_directory
+from gitopsd.source.local import read_directory, repository_root
 from gitopsd.source.snapshot import Origin
 
 SETTINGS = SourceSettings(repo="unused", ref_kind=RefKind.BRANCH, ref="main", path=".")
@@ -103,3 +103,37 @@ def test_a_fifo_is_refused_never_read(tmp_path: Path) -> None:
 def test_a_missing_directory_is_named(tmp_path: Path) -> None:
     with pytest.raises(PathNotFoundError, match=r"target web, directory .*/nope: not a directory"):
         read_directory("web", tmp_path / "nope", SETTINGS)
+
+
+@pytest.mark.parametrize(
+    ("directory", "path", "top"),
+    [
+        ("/w/overlays/prod", "overlays/prod", "/w"),
+        ("/w/overlays/prod", "./overlays/prod/", "/w"),
+        ("/w/deploy", ".", "/w/deploy"),
+        ("/w/base", "overlays/prod", None),
+        ("/prod", "overlays/prod", None),
+    ],
+)
+def test_the_working_copy_top_is_the_folder_minus_the_target_path(
+    directory: str, path: str, top: str | None
+) -> None:
+    assert repository_root(Path(directory), path) == (Path(top) if top else None)
+
+
+def test_the_working_copy_is_written_out_without_git_or_links_leading_out(
+    tmp_path: Path,
+) -> None:
+    work = tree(tmp_path / "w", {"base/a.yaml": "a", "prod/k.yaml": "k", ".git/config": "x"})
+    (tmp_path / "secret").write_text("s")
+    (work / "base" / "out.yaml").symlink_to("../../secret")
+    (work / "base" / "in.yaml").symlink_to("a.yaml")
+    settings = dataclasses.replace(SETTINGS, path="prod")
+    snapshot = read_directory("web", work / "prod", settings)
+    into = tmp_path / "into"
+    into.mkdir()
+    assert snapshot.checkout is not None
+    assert snapshot.checkout(snapshot.revision, into) == frozenset({"base/out.yaml"})
+    written = sorted(p.relative_to(into).as_posix() for p in into.rglob("*"))
+    assert written == ["base", "base/a.yaml", "base/in.yaml", "prod", "prod/k.yaml"]
+    assert (into / "base" / "in.yaml").read_text() == "a"
