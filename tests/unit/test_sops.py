@@ -13,12 +13,12 @@ from gitopsd.diff import compare, object_diff_text
 from gitopsd.errors import DecryptionError
 from gitopsd.model import DECRYPTED_ANNOTATION, DesiredObject, LiveObject, ResourceKey, SourceFile
 from gitopsd.normalize import redact_message, redact_pair
-from gitopsd.sops import (
+from gitopsd.sops import TreeDecryption
+from gitopsd.sopsfiles import (
     Decrypted,
-    TreeDecryption,
-    _secret_values,
     mark_decrypted,
     recipients,
+    secret_values,
     sops_format,
 )
 from tests.support.standins import shown_as
@@ -168,9 +168,9 @@ def test_the_secret_values_are_those_that_were_encrypted_outside_type_and_metada
         b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\n"
         b"data: {a: s3cret, b: clear, n: 7}\n"
     )
-    assert _secret_values(encrypted, plain, "yaml") == {"s3cret", "7"}
+    assert secret_values(encrypted, plain, "yaml") == {"s3cret", "7"}
     dotenv = SourceFile("s.env", f"A={ENC}\nB=clear\nsops_mac={ENC}\n".encode())
-    assert _secret_values(dotenv, b"A=s3cret\nB=clear\n", "dotenv") == {"s3cret"}
+    assert secret_values(dotenv, b"A=s3cret\nB=clear\n", "dotenv") == {"s3cret"}
 
 
 def test_server_messages_quote_no_value_of_a_secret_or_a_decrypted_object() -> None:
