@@ -112,7 +112,7 @@ def test_validate_needs_no_cluster(gitopsd: Gitopsd) -> None:
     gitopsd.write_config(gitopsd.target(kubeconfig="/nonexistent/kubeconfig"))
     result = gitopsd.run("validate")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "app: ok, 1 objects"
+    assert result.stdout.strip() == "app: ok, 1 objects (plain)"
 
 
 def test_once_beside_a_lock_holder_exits_4_or_waits_for_it(
