@@ -2,15 +2,17 @@
 #   docker build -t gitopsd .
 #   docker run --rm gitopsd --version
 
-# kustomize and helm for kustomize and Helm targets, built from the module versions the
-# tests use (tests/support/tools.py): kustomize v5.8.2 is the newest that builds with Go
-# 1.26; no prebuilt binary is downloaded.
+# kustomize and helm for kustomize and Helm targets, and sops for targets with
+# `decryption:`, built from the module versions the tests use (tests/support/tools.py,
+# tests/support/sops_tools.py): kustomize v5.8.2 is the newest that builds with Go 1.26;
+# no prebuilt binary is downloaded. Drop a line for a tool no target uses.
 FROM golang:1.26 AS tools
 ENV CGO_ENABLED=0 GOBIN=/out
 RUN go install -trimpath sigs.k8s.io/kustomize/kustomize/v5@v5.8.2 \
     && go install -trimpath \
         -ldflags='-X helm.sh/helm/v3/internal/version.version=v3.22.0' \
-        helm.sh/helm/v3/cmd/helm@v3.22.0
+        helm.sh/helm/v3/cmd/helm@v3.22.0 \
+    && go install -trimpath github.com/getsops/sops/v3/cmd/sops@v3.13.3
 
 FROM python:3.11-slim
 
@@ -25,7 +27,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY gitopsd ./gitopsd
 RUN pip install --no-cache-dir . && rm -rf /src
-COPY --from=tools /out/kustomize /out/helm /usr/local/bin/
+COPY --from=tools /out/kustomize /out/helm /out/sops /usr/local/bin/
 
 RUN useradd --system --uid 10001 --home-dir /var/lib/gitopsd --create-home gitopsd
 USER 10001:10001
