@@ -131,12 +131,18 @@ class Coordinator:
 
     def fence(self, target: str) -> None:
         """Raise NotOwnerError unless this replica may write to `target` now."""
-        if not self.owns(target):
-            raise NotOwnerError(
-                f"target {target}: this replica ({self.identity}) does not hold its Lease "
-                f"(holder: {self.holder(target) or 'none'}); nothing written, the holder "
-                "reconciles it"
-            )
+        if self.owns(target):
+            return
+        holder = self.holder(target)
+        why = (
+            "is handing its Lease over (the target moved)"
+            if holder == self.identity
+            else f"does not hold its Lease (holder: {holder or 'none'})"
+        )
+        raise NotOwnerError(
+            f"target {target}: this replica ({self.identity}) {why}; nothing written, the "
+            "holder reconciles it"
+        )
 
     def owned(self, names: list[str], *, single: bool) -> list[str]:
         """Those of `names` this replica holds; for one name held elsewhere, NotOwnerError."""

@@ -212,6 +212,8 @@ def test_a_busy_target_is_fenced_at_once_but_released_after_its_pass(
     moving = [t for t in TARGETS if not a.owns(t)]
     assert moving  # fenced at a at once...
     assert not any(b.owns(t) for t in moving)  # ...but not handed over mid-pass
+    with pytest.raises(NotOwnerError, match=r"\(a\) is handing its Lease over"):
+        a.fence(moving[0])
     busy.clear()
     _rounds([a, b], clock, n=2)
     assert all(b.owns(t) for t in moving)
