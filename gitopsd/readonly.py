@@ -26,6 +26,7 @@ _READS = frozenset(
     {
         "kind_info",
         "kind_by_group",
+        "capabilities",  # discovery, for Helm's --kube-version and --api-versions
         "list_owned",
         "list_all",
         "get",

@@ -28,6 +28,9 @@ class Memory:
     def kind_info(self, api_version: str, kind: str) -> KindInfo | None:
         return CM if kind == "ConfigMap" else None
 
+    def capabilities(self) -> tuple[str, tuple[str, ...]]:
+        return "v1.37.2", ("v1", "apps/v1", "apps/v1/Deployment")
+
     def get(self, info: KindInfo, key: ResourceKey) -> LiveObject | None:
         return LiveObject(key, OLD) if key == OLD_KEY else None
 
@@ -92,3 +95,15 @@ def test_a_refused_dry_run_of_an_existing_object_still_fails() -> None:
     with pytest.raises(ForbiddenError):
         guard.apply(OLD, dry_run=True, force=True)
     assert guard.unvalidated() == {}
+
+
+def test_helm_sees_the_clusters_capabilities_through_the_read_only_and_fenced_adapters() -> None:
+    # A chart branching on .Capabilities rendered as if on an empty cluster in previews
+    # and with ha: (the wrappers hid capabilities, so renders got none), pruning objects.
+    from gitopsd.fenced import FencedAdapter
+    from gitopsd.renderers import job_for
+
+    for wrapped in (ReadOnlyAdapter(Memory(), "web"), FencedAdapter(Memory(), lambda: None)):  # type: ignore[arg-type]
+        job = job_for(None, (), None, object(), wrapped, None)  # type: ignore[arg-type]
+        assert job.capabilities is not None
+        assert job.capabilities().api_versions == ("v1", "apps/v1", "apps/v1/Deployment")
