@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gitopsd.model import DECRYPTED_ANNOTATION, Manifest
+from gitopsd.model import DECRYPTED_ANNOTATION, MANAGED_BY_LABEL, Manifest
 from gitopsd.quantity import parse_quantity
 from gitopsd.standin import stand_in
 
@@ -147,6 +147,8 @@ def redact_message(text: str, manifest: Manifest) -> str:
     if manifest.get("kind") != "Secret" and not is_decrypted(manifest):
         return text
     values = {v for k, item in manifest.items() if k not in _SHOWN_FIELDS for v in _texts(item)}
+    if is_decrypted(manifest):
+        values |= _metadata_values(manifest)
     if isinstance(manifest.get("data"), Mapping):  # a Secret's values, as the server decodes them
         values |= {_decoded(v).decode(errors="replace") for v in manifest["data"].values()}
     for value in sorted(values, key=len, reverse=True):
@@ -159,6 +161,27 @@ def redact_message(text: str, manifest: Manifest) -> str:
 
 
 _BARE_MINIMUM = 6
+
+
+def _metadata_values(manifest: Manifest) -> set[str]:
+    """Label and annotation values a secret substitution may have filled in: a server error
+    about a label quotes it. gitopsd's own stay (their values are names, not secrets)."""
+    metadata = manifest.get("metadata")
+    if not isinstance(metadata, Mapping):
+        return set()
+    found: set[str] = set()
+    for section in ("labels", "annotations"):
+        entries = metadata.get(section)
+        if isinstance(entries, Mapping):
+            found |= {
+                v
+                for k, v in entries.items()
+                if isinstance(v, str)
+                and v
+                and not str(k).startswith("gitopsd.io/")
+                and k != MANAGED_BY_LABEL
+            }
+    return found
 
 
 def _texts(value: Any) -> set[str]:

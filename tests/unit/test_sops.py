@@ -187,3 +187,21 @@ def test_server_messages_quote_no_value_of_a_secret_or_a_decrypted_object() -> N
     assert redact_message(message, {**service, "spec": {"type": "s3cret-TYPE"}}) == message
     secret = {"kind": "Secret", "metadata": {"name": "s"}, "data": {"k": "aHVudGVyMi12YWx1ZQ=="}}
     assert "hunter2-value" not in redact_message("bad value hunter2-value here", secret)
+
+
+def test_a_secret_substituted_into_a_label_is_not_quoted_back_by_the_server() -> None:
+    # A `secret: true` substitution marks the object like SOPS output; a value it put in a
+    # label came back verbatim in the API server's refusal (acceptance test).
+    labels = {"owner": "tok en/Secret-LabelLeak-55", "gitopsd.io/target": "web"}
+    annotations = {DECRYPTED_ANNOTATION: "substitution"}
+    cm = {
+        "kind": "ConfigMap",
+        "metadata": {"name": "c", "labels": labels, "annotations": annotations},
+    }
+    message = (
+        'metadata.labels: Invalid value: "tok en/Secret-LabelLeak-55": a valid label must be '
+        'an empty string or consist of alphanumeric characters; target "web"'
+    )
+    shown = redact_message(message, cm)
+    assert "LabelLeak" not in shown
+    assert 'target "web"' in shown  # gitopsd's own label values stay
