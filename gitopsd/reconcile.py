@@ -50,7 +50,14 @@ from gitopsd.model import (
 from gitopsd.passresult import ObjectPreview, ObjectStatus, PassOutcome, PassResult
 from gitopsd.plan import Adoption, make_plan
 from gitopsd.rendercache import RenderCache, cache_key
-from gitopsd.renderers import job_for, render_target, resolved_chart
+from gitopsd.renderers import (
+    Rendered,
+    capabilities_digest,
+    capabilities_of,
+    job_for,
+    render_recording,
+    resolved_chart,
+)
 from gitopsd.report import PassReporter
 from gitopsd.waiting import POLL_SECONDS, WaveWaits, await_health, last_known
 from gitopsd.waves import waves_of
@@ -105,7 +112,7 @@ class Reconciler:
             concurrency=target.cluster.concurrency,
         )
         self._journaled_rewrite: tuple[str, str] | None = None
-        self._rendered: tuple[str, tuple[DesiredObject, ...]] | None = None
+        self._rendered: tuple[str, Rendered] | None = None
         self._render_cache = render_cache
         self._reporter = PassReporter(journal)
 
@@ -306,15 +313,23 @@ class Reconciler:
 
     def _cached_render(self, revision: Revision) -> tuple[DesiredObject, ...] | None:
         # Keyed by commit and render inputs (tools, variables), in memory as on disk.
+        # A Helm render also by the capabilities it read (a CRD served since renders again).
         key = cache_key(self.target, revision.commit)
+        current = self._capabilities_digest
         if self._rendered is not None and self._rendered[0] == key:
-            return self._rendered[1]
+            read = self._rendered[1].capabilities
+            if read is None or read == current():
+                return self._rendered[1].objects
         if self._render_cache is None:
             return None
-        cached = self._render_cache.get(key)
+        cached = self._render_cache.lookup(key, current)
         if cached is not None:
             self._rendered = (key, cached)
-        return cached
+        return None if cached is None else cached.objects
+
+    def _capabilities_digest(self) -> str:
+        discover = capabilities_of(self._adapter)
+        return "" if discover is None else capabilities_digest(discover())
 
     def _render(self, revision: Revision) -> tuple[DesiredObject, ...]:
         files = self._source.read_tree(revision)
@@ -327,14 +342,15 @@ class Reconciler:
             return None if info is None else info.namespaced
 
         key = cache_key(self.target, revision.commit)
-        declared = render_target(
+        rendered = render_recording(
             job_for(self.target, files, namespaced, self._source, self._adapter, revision)
         )
+        declared = rendered.objects
         # A commit renders the same again, unless a kind was unknown (a CRD not yet applied).
         if not unknown:
-            self._rendered = (key, declared)
+            self._rendered = (key, rendered)
             if self._render_cache is not None:
-                self._render_cache.put(key, declared)
+                self._render_cache.put(key, declared, rendered.capabilities)
         return declared
 
     def _load_inventory(self, desired: Sequence[DesiredObject], dry_run: bool) -> StoredInventory:

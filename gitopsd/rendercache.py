@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from gitopsd.config import TargetSettings
 from gitopsd.errors import StateError
 from gitopsd.model import DesiredObject, ResourceKey
 from gitopsd.normalize import is_decrypted
-from gitopsd.renderers import fingerprint
+from gitopsd.renderers import Rendered, fingerprint
 
 _FORMAT = 2
 
@@ -53,17 +53,31 @@ class RenderCache:
     def __init__(self, directory: Path, target: str) -> None:
         self._file = directory / f"{target}.json"
 
-    def get(self, key: str) -> tuple[DesiredObject, ...] | None:
+    def get(
+        self, key: str, capabilities: Callable[[], str] | None = None
+    ) -> tuple[DesiredObject, ...] | None:
         """The objects stored under `key`, or None (absent, another key, unreadable)."""
+        found = self.lookup(key, capabilities)
+        return None if found is None else found.objects
+
+    def lookup(self, key: str, capabilities: Callable[[], str] | None = None) -> Rendered | None:
+        """The render stored under `key`; None also when it is a Helm render that read other
+        capabilities than the cluster's now (`capabilities` gives their digest)."""
         try:
             stored = json.loads(self._file.read_bytes())
             if stored.get("key") != key:
                 return None
-            return tuple(_object(item) for item in stored["objects"])
+            objects = tuple(_object(item) for item in stored["objects"])
+            read = stored.get("capabilities")
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None  # a cache is only ever an optimisation: render again
+        if read is not None and (capabilities is None or capabilities() != read):
+            return None  # a CRD came or went, or the cluster was upgraded: render again
+        return Rendered(objects, read if isinstance(read, str) else None)
 
-    def put(self, key: str, objects: Sequence[DesiredObject]) -> None:
+    def put(
+        self, key: str, objects: Sequence[DesiredObject], capabilities: str | None = None
+    ) -> None:
         """Replace the stored render atomically; readable by the owner only.
 
         A StateError when it cannot be written: the disk or mount that refuses the cache
@@ -71,7 +85,11 @@ class RenderCache:
         """
         if any(is_decrypted(obj.manifest) for obj in objects):
             return  # decrypted values never reach the disk: such a render is not kept
-        payload = {"key": key, "objects": [_item(obj) for obj in objects]}
+        payload = {
+            "key": key,
+            "objects": [_item(obj) for obj in objects],
+            "capabilities": capabilities,  # a Helm render's: see lookup
+        }
         try:
             self._file.parent.mkdir(parents=True, exist_ok=True)
             fd, temporary = tempfile.mkstemp(dir=self._file.parent, prefix=".render-")

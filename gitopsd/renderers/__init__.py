@@ -47,6 +47,9 @@ Checkout = Callable[[Path], frozenset[str]]
 __all__ = [
     "Capabilities",
     "RenderJob",
+    "Rendered",
+    "capabilities_digest",
+    "capabilities_of",
     "choose",
     "fingerprint",
     "job_for",
@@ -78,25 +81,46 @@ def job_for(
     """A RenderJob whose checkout and capabilities come from the source and the adapter,
     when they offer them (`checkout`, `capabilities`; test doubles may not)."""
     write = getattr(source, "checkout", None)
-    discover = getattr(adapter, "capabilities", None)
 
     def checkout(directory: Path) -> frozenset[str]:
         assert write is not None
         result: frozenset[str] = write(revision, directory)
         return result
 
-    def capabilities() -> Capabilities:
-        assert discover is not None
-        version, api_versions = discover()
-        return Capabilities(str(version), tuple(api_versions))
-
     return RenderJob(
         target,
         files,
         namespaced,
         checkout=checkout if write is not None else None,
-        capabilities=capabilities if discover is not None else None,
+        capabilities=capabilities_of(adapter),
     )
+
+
+def capabilities_of(adapter: object) -> Callable[[], Capabilities] | None:
+    """The adapter's discovery as Helm's capabilities, when it offers it (`capabilities`)."""
+    discover = getattr(adapter, "capabilities", None)
+    if discover is None:
+        return None
+
+    def capabilities() -> Capabilities:
+        version, api_versions = discover()
+        return Capabilities(str(version), tuple(api_versions))
+
+    return capabilities
+
+
+def capabilities_digest(capabilities: Capabilities) -> str:
+    """A digest of the kube version and API versions: what a cached Helm render depends on."""
+    inputs = [capabilities.kube_version, sorted(capabilities.api_versions)]
+    return hashlib.sha256(json.dumps(inputs).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A render's objects, and the digest of the capabilities it read (Helm only)."""
+
+    objects: tuple[DesiredObject, ...]
+    capabilities: str | None = None
 
 
 def with_chart_cache(target: TargetSettings, directory: Path) -> TargetSettings:
@@ -138,6 +162,27 @@ def fingerprint(target: TargetSettings) -> str:
 
 def render_target(job: RenderJob) -> tuple[DesiredObject, ...]:
     """The target's objects at this revision, whichever renderer it uses."""
+    return render_recording(job).objects
+
+
+def render_recording(job: RenderJob) -> Rendered:
+    """As `render_target`, with the digest of the capabilities a Helm render read: a
+    chart branching on `.Capabilities` renders otherwise once a CRD is served."""
+    read: list[str] = []
+    discover = job.capabilities
+    if discover is not None:
+
+        def capabilities() -> Capabilities:
+            found = discover()
+            read.append(capabilities_digest(found))
+            return found
+
+        job = replace(job, capabilities=capabilities)
+    objects = _render(job)
+    return Rendered(objects, read[0] if read else None)
+
+
+def _render(job: RenderJob) -> tuple[DesiredObject, ...]:
     settings = job.target.render
     kind = choose(settings, job.files)
     variables = read_variables(settings, job.target.name) if settings.substitutes else None

@@ -3,6 +3,8 @@ cluster's capabilities, applied to the real kube-apiserver (issue 12)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,13 @@ def _chart(group: str) -> dict[str, str]:
 def gadget_group(api_client: Any, render_rig: RenderRig) -> Iterator[str]:
     """A CRD served by the cluster, for the chart's `.Capabilities.APIVersions.Has`."""
     group = f"g-{render_rig.unique}.test.gitopsd.io"
+    with _gadgets(api_client, render_rig.namespace, group):
+        yield group
+
+
+@contextlib.contextmanager
+def _gadgets(api_client: Any, namespace: str, group: str) -> Iterator[None]:
+    """The Gadget CRD of `group`, served until the block ends."""
     extensions = client.ApiextensionsV1Api(api_client)
     extensions.create_custom_resource_definition(
         {
@@ -70,14 +79,14 @@ def gadget_group(api_client: Any, render_rig: RenderRig) -> Iterator[str]:
 
     def served() -> bool:
         try:
-            custom.list_namespaced_custom_object(group, "v1", render_rig.namespace, "gadgets")
+            custom.list_namespaced_custom_object(group, "v1", namespace, "gadgets")
         except client.ApiException:
             return False
         return True
 
     try:
         assert eventually(served, 30), "the CRD was never served"
-        yield group
+        yield
     finally:
         extensions.delete_custom_resource_definition(f"gadgets.{group}")
 
@@ -122,3 +131,27 @@ def test_a_template_error_names_the_target_the_renderer_and_helms_line(
     error = str(result.error)
     assert error.startswith(f"target bad-{render_rig.unique}: helm render of chart: Error:"), error
     assert "nil pointer evaluating interface {}.deeper" in error, error
+
+
+def test_a_cached_helm_render_is_rendered_again_once_a_crd_is_served(
+    render_rig: RenderRig, helm_tool: Path, api_client: Any, tmp_path: Path
+) -> None:
+    calls = tmp_path / "calls"
+    wrapper = tmp_path / "helm"
+    wrapper.write_text(f'#!/bin/sh\necho call >> {calls}\nexec {helm_tool} "$@"\n')
+    os.chmod(wrapper, 0o755)
+    render_rig.tools["helm"] = str(wrapper)
+    group = f"late-{render_rig.unique}.test.gitopsd.io"
+    render_rig.commit(_chart(group))
+    target = render_rig.target("late", "chart", helm=HelmSettings(release="late"))
+    assert render_rig.run(target).outcome is PassOutcome.CONVERGED
+    assert _data(api_client, render_rig.namespace, "late-config")["gadgets"] == "absent"
+    # A no-change pass on an unchanged cluster runs no tool (a new Reconciler, as `--once`).
+    assert render_rig.run(target).outcome is PassOutcome.IN_SYNC
+    assert calls.read_text().count("call") == 1
+    with _gadgets(api_client, render_rig.namespace, group):
+        render_rig.adapter.refresh_discovery()  # as a new `--once` process discovers it
+        result = render_rig.run(target)
+        assert result.outcome is PassOutcome.CONVERGED, result.error
+        assert calls.read_text().count("call") == 2
+        assert _data(api_client, render_rig.namespace, "late-config")["gadgets"] == "served"

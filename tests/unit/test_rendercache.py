@@ -69,3 +69,14 @@ def test_damaged_file_is_a_miss(tmp_path: Path) -> None:
     assert cache.get(key) is None
     (tmp_path / "web.json").write_text("not json")
     assert cache.get(key) is None
+
+
+def test_a_helm_render_is_reused_only_with_the_capabilities_it_read(tmp_path: Path) -> None:
+    cache = RenderCache(tmp_path, "web")
+    key = cache_key(TARGET, COMMIT)
+    cache.put(key, OBJECTS, capabilities="before")
+    assert cache.get(key, lambda: "before") == OBJECTS
+    assert cache.get(key, lambda: "after") is None  # a CRD came: render again
+    assert cache.get(key) is None  # no cluster to compare with
+    cache.put(key, OBJECTS)  # kustomize and plain renders read no capabilities
+    assert cache.get(key, lambda: "after") == OBJECTS
