@@ -175,7 +175,8 @@ def test_get_list_and_patch_suffice_a_new_object_shown_unvalidated(
     notes = {o["kind"]: o["note"] for o in target["objects"]}
     # The API server authorises the dry-run of a create as a create.
     assert notes["Deployment"].startswith("not validated by the API server, which refuses")
-    assert "cannot create resource" in notes["Deployment"]
+    assert "may not create deployments.apps in namespace" in notes["Deployment"]
+    assert 'verbs: ["create"]' in notes["Deployment"]  # the RBAC rule to add
     assert notes["ConfigMap"] is None and notes["Service"] is None
     assert "NOTE: Deployment.apps " in shown["text"]  # type: ignore[operator]
     assert "_not validated by the API server" in shown["markdown"]  # type: ignore[operator]
