@@ -228,6 +228,9 @@ class _Stages:
             elif isinstance(outcome, ImmutableFieldError) and self._options.recreate:
                 recreate.add(step.key)
             else:
+                if not outcome.retryable:  # the object's fault: name the file it came from
+                    assert step.desired is not None
+                    outcome.args = (f"{step.desired.origin}: {outcome}", *outcome.args[1:])
                 problems.append(outcome)
         return frozenset(recreate), problems, results
 

@@ -20,6 +20,10 @@ from gitopsd.errors import (
 )
 
 _IMMUTABLE_MARKERS = ("field is immutable", "is immutable", "may not change once set")
+# Server-side apply checks a patch against the kind's schema before anything else, and
+# answers a mismatch (`replicas: three`, a misspelt field) with 500, not 422: it is the
+# object that is wrong, so it must neither be retried nor blamed on the server.
+_TYPED_PATCH_MARKER = "failed to create typed patch object"
 
 # Tries of one request: a failing or unreachable server gets about 3 s of backoff in all; a
 # 429 is the server asking us to come back later, so we keep coming back for longer.
@@ -49,6 +53,11 @@ def cluster_error(status: int, body: Any, what: str) -> ClusterError:
                 status=status,
             )
         return InvalidObjectError(text, status=status)
+    if status == 500 and _TYPED_PATCH_MARKER in message:
+        return InvalidObjectError(
+            f"{text} (the object does not match its kind's schema: fix the field named)",
+            status=status,
+        )
     if status == 429 or status >= 500:
         return UnavailableError(text, status=status)
     return ClusterError(text, status=status)

@@ -184,6 +184,30 @@ def test_revision_with_one_invalid_object_writes_nothing(rig: Rig, api_client: A
     assert _apps(api_client).read_namespaced_deployment("web", rig.namespace).spec.replicas == 2
 
 
+def test_a_field_of_the_wrong_type_is_the_objects_fault_not_the_servers(
+    rig: Rig, api_client: Any
+) -> None:
+    # Server-side apply answers a schema mismatch with 500; it was retried, then reported
+    # as "the API server could not validate the revision (overloaded or failing)".
+    _mixed(rig)
+    assert rig.run().outcome is PassOutcome.CONVERGED
+    rig.source.files["typo.yaml"] = (
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: typo}\nspec:\n"
+        "  replicas: three\n  selector: {matchLabels: {app: typo}}\n  template:\n"
+        "    metadata: {labels: {app: typo}}\n"
+        "    spec: {containers: [{name: c, image: busybox}]}\n"
+    )
+
+    result = rig.run()
+
+    assert result.outcome is PassOutcome.FAILED
+    assert result.error is not None and not result.error.retryable
+    assert "typo" in str(result.error) and "replicas" in str(result.error)
+    assert "overloaded" not in str(result.error)
+    assert "typo.yaml#1: Deployment.apps" in str(result.error)  # the file to fix
+    assert _writes({k: v for k, v in result.requests.items() if k != "dry-run-apply"}) == 0
+
+
 @pytest.mark.parametrize(
     "broken",
     [{}, {"broken.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n"}],

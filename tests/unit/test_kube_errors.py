@@ -38,6 +38,17 @@ IMMUTABLE = {
         (422, IMMUTABLE, ImmutableFieldError, False),
         (429, {"message": "too many requests"}, UnavailableError, True),
         (500, {"message": "etcdserver: request timed out"}, UnavailableError, True),
+        # What server-side apply answers for `replicas: three` (a schema mismatch): the
+        # object is wrong, retrying cannot help (acceptance test: reported as server trouble).
+        (
+            500,
+            {
+                "message": "failed to create typed patch object (ns/web; apps/v1, "
+                "Kind=Deployment): .spec.replicas: expected numeric (int or float), got string"
+            },
+            InvalidObjectError,
+            False,
+        ),
         (503, None, UnavailableError, True),
         (418, {"message": "teapot"}, ClusterError, False),
     ],
