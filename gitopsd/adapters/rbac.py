@@ -25,8 +25,9 @@ _FORBIDDEN = re.compile(
 DECLARED_VERBS = ("get", "list", "create", "patch")
 PRUNE_VERB = "delete"
 RELEASE_VERB = "update"  # letting go of an adopted object is a PUT of the object as read
-# The inventory ConfigMaps: one list reads them all, a create starts one, an apply updates it.
-INVENTORY_VERBS = ("list", "create", "patch")
+# The inventory ConfigMaps: one list reads them all, a create starts one, a patch updates it,
+# and a large inventory's shards no longer needed are deleted.
+INVENTORY_VERBS = ("list", "create", "patch", "delete")
 
 
 @dataclass(frozen=True, order=True)

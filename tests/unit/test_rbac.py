@@ -58,4 +58,5 @@ def test_needed_permissions_follow_prune_and_adopt() -> None:
     verbs = {p.verb for p in needed(scopes, "a", prune=False, adopt=False) if p.namespace == "b"}
     assert verbs == {"get", "list", "create", "patch"}
     inventory = {p for p in needed(scopes, "a", prune=True, adopt=True) if p.namespace == "a"}
-    assert inventory == {Permission("", "configmaps", "a", v) for v in ("list", "create", "patch")}
+    verbs = ("list", "create", "patch", "delete")
+    assert inventory == {Permission("", "configmaps", "a", v) for v in verbs}
