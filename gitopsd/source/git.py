@@ -198,7 +198,10 @@ class GitSource:
             session = Session(self.endpoint, repo)
             name, commit = self._resolve_other(session, repo, ref)
         self.last_transfer = session.transfers[-1] if session.transfers else None
-        refusal = self._signature_refusal(commit)
+        settings = self.settings.signature
+        # With verify.mode tag, a tag is what gets applied: a previewed commit is not refused.
+        tag_only = settings is not None and settings.mode is VerifyMode.TAG
+        refusal = None if tag_only else self._signature_refusal(commit)
         with self._mirror.reading(f"reading commit {commit.id}"):
             revision = Revision(
                 str(commit.id), name, commit.message.split("\n", 1)[0], commit.author.name

@@ -99,3 +99,16 @@ def test_tag_mode_needs_a_tag_ref(tmp_path: Path) -> None:
         ConfigError, match=r"targets\[0\]\.verify\.mode: tag needs a tag: or semver: ref"
     ):
         load_config(path)
+
+
+def test_a_preview_in_tag_mode_does_not_refuse_an_unsigned_commit(
+    bare_remote: BareRemote, gpg_key: GpgKey, make_source: MakeSource, tmp_path: Path
+) -> None:
+    bare_remote.commit(MANIFESTS)
+    keyring = gpg_key.export(tmp_path / "keys.asc")
+    for mode, refused in ((VerifyMode.TAG, False), (VerifyMode.BOTH, True)):
+        source = _source(
+            make_source, bare_remote, SignatureSettings(gpg_keyring=keyring, mode=mode)
+        )
+        snapshot = source.snapshot("main")  # type: ignore[attr-defined]
+        assert (snapshot.refusal is not None) is refused, mode
