@@ -205,6 +205,16 @@ def next_inventory(
     return Inventory(keys, hashes, revision, declared, adopted)
 
 
+def holds(inventory: Inventory, desired: Sequence[DesiredObject]) -> bool:
+    """Whether `inventory` records exactly `desired` as applied, whatever revision it names:
+    a commit that changes nothing of a target leaves the inventory's revision behind."""
+    if inventory.keys != frozenset(obj.key for obj in desired) or inventory.pending:
+        return False
+    return all(
+        inventory.applied_hashes.get(obj.key) == manifest_hash(obj.manifest) for obj in desired
+    )
+
+
 def upper_bound(previous: Inventory, declared: Iterable[ResourceKey]) -> Inventory:
     """The largest inventory a pass declaring `declared` can leave, to check its size first."""
     keys = previous.tracked | frozenset(declared)

@@ -30,6 +30,7 @@ from gitopsd.inventory import (
     claim,
     contested,
     find_clash,
+    holds,
     next_inventory,
     pinned,
     upper_bound,
@@ -161,7 +162,7 @@ class Reconciler:
         try:
             revision = self._source.fetch()
             declared = self._declared(revision)
-            health = self._await_applied(revision, deadline, stop)
+            health = self._await_applied(revision, declared, deadline, stop)
             if health:
                 outcome = PassOutcome.PROGRESSING
             else:
@@ -186,12 +187,17 @@ class Reconciler:
         )
 
     def _await_applied(
-        self, revision: Revision, deadline: float, stop: threading.Event
+        self,
+        revision: Revision,
+        declared: Sequence[DesiredObject],
+        deadline: float,
+        stop: threading.Event,
     ) -> tuple[ObjectStatus, ...]:
-        """Empty once the target's inventory records `revision`; else, at the deadline or
-        on `stop`, the pseudo-object saying which revision the cluster holds."""
+        """Empty once the target's inventory records `revision` (or exactly what it
+        declares); else, at the deadline or on `stop`, the pseudo-object saying which
+        revision the cluster holds."""
         while True:
-            pending = self._not_applied(revision)
+            pending = self._not_applied(revision, declared)
             remaining = deadline - self._clock.monotonic()
             if (
                 not pending
@@ -200,11 +206,13 @@ class Reconciler:
             ):
                 return pending
 
-    def _not_applied(self, revision: Revision) -> tuple[ObjectStatus, ...]:
+    def _not_applied(
+        self, revision: Revision, declared: Sequence[DesiredObject]
+    ) -> tuple[ObjectStatus, ...]:
         """One pseudo-object while the cluster holds an older revision of the target."""
         stored, _ = self._adapter.load_inventories(self.target.name)
         applied = stored.inventory.revision
-        if applied == revision.commit:
+        if applied == revision.commit or holds(stored.inventory, declared):
             return ()
         where = self._adapter.describe_inventory(self.target.name)
         reason = f"not yet applied ({where} records {applied[:12] or 'no revision'})"

@@ -73,6 +73,30 @@ def test_wait_command_exits_5_until_applied_and_available_then_0(
     assert history.stdout.count('"outcome"') == 1, history.stdout
 
 
+def test_wait_after_a_commit_that_changes_nothing_of_the_target_exits_0(
+    gitopsd: Gitopsd, api_client: Any
+) -> None:
+    # An in-sync pass does not rewrite the inventory for a new revision alone, so `wait`
+    # said "not yet applied" forever after a push elsewhere in a monorepo.
+    ns = gitopsd.namespace
+    gitopsd.remote.commit({"manifests/web.yaml": DEPLOYMENT})
+    gitopsd.write_config(gitopsd.target())
+    assert gitopsd.run("--once").returncode == 0
+    write_deployment_status(api_client, ns, {"observedGeneration": 1, "replicas": 2})
+    write_deployment_status(api_client, ns, available(2))
+    gitopsd.remote.commit({"README.md": "elsewhere\n"})
+    assert gitopsd.run("--once").returncode == 0
+
+    result = gitopsd.run("wait", "--timeout", "5s")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == "app: healthy\n"
+    # A change of the target's own objects that no pass applied yet is still waited for.
+    gitopsd.remote.commit({"manifests/web.yaml": DEPLOYMENT.replace("replicas: 2", "replicas: 3")})
+    pending = gitopsd.run("wait", "--timeout", "1s")
+    assert pending.returncode == 5 and "not yet applied" in pending.stdout, pending.stdout
+
+
 def test_wait_command_exits_1_when_the_cluster_cannot_be_read(gitopsd: Gitopsd) -> None:
     gitopsd.remote.commit({"manifests/web.yaml": DEPLOYMENT})
     missing = gitopsd.folder / "no-such-kubeconfig"

@@ -8,6 +8,7 @@ from gitopsd.inventory import (
     Inventory,
     StoredInventory,
     find_clash,
+    holds,
     manifest_hash,
     next_inventory,
     upper_bound,
@@ -124,3 +125,15 @@ def test_no_clash_when_nothing_is_shared() -> None:
     others = {"shop": stored(inv(WEB_KEY)), "billing": stored(inv(CFG))}
 
     assert find_clash("shop", [WEB_KEY], stored(inv(WEB_KEY)), others) is None
+
+
+def test_an_inventory_holds_a_revision_whose_objects_it_records_whatever_commit_it_names() -> None:
+    applied = inv(WEB_KEY, web=NEW_HASH)  # names commit b*40
+    assert holds(applied, [WEB])
+    assert not holds(inv(WEB_KEY, web="old"), [WEB])  # Git changed the object since
+    assert not holds(applied, [WEB, DesiredObject(CFG, {"kind": "ConfigMap"}, "c.yaml#1")])
+    assert not holds(applied, [])  # an object to prune is still there
+    pending = Inventory(
+        frozenset({WEB_KEY}), {WEB_KEY: NEW_HASH}, "b" * 40, frozenset({WEB_KEY, CFG})
+    )
+    assert not holds(pending, [WEB])  # a pass was writing CFG when it ended
