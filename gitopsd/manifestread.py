@@ -36,8 +36,15 @@ class _DuplicateKey(Exception):
         self.key, self.line = key, line
 
 
-def read_documents(file: SourceFile) -> Iterator[tuple[int, Any]]:
-    """(1-based document index, JSON-compatible data) for each non-empty document."""
+class Unquoted(str):
+    """A plain (unquoted) YAML scalar holding `${`: once substituted, its text is typed as
+    YAML types it (`replicas: ${N}` becomes a number, `"${N}"` stays text), as Flux's
+    postBuild does by substituting in the text. Only while substituting: see substitute."""
+
+
+def read_documents(file: SourceFile, *, mark_unquoted: bool = False) -> Iterator[tuple[int, Any]]:
+    """(1-based document index, JSON-compatible data) for each non-empty document;
+    `mark_unquoted`: plain scalars holding `${` come as Unquoted (for substitution)."""
     try:
         text = file.content.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -47,7 +54,7 @@ def read_documents(file: SourceFile) -> Iterator[tuple[int, Any]]:
         if data is not None:
             yield 1, data
         return
-    yield from _load_yaml(file.path, text, len(file.content))
+    yield from _load_yaml(file.path, text, len(file.content), mark_unquoted)
 
 
 def _load_json(path: str, text: str, size: int) -> Any:
@@ -92,11 +99,13 @@ def _check_json_sizes(data: Any, where: str, size: int) -> None:
             raise _too_large(f"{where} items[{position}]", item_size)
 
 
-def _load_yaml(path: str, text: str, size: int) -> Iterator[tuple[int, Any]]:
+def _load_yaml(
+    path: str, text: str, size: int, mark_unquoted: bool = False
+) -> Iterator[tuple[int, Any]]:
     # Only aliases (`*name`) can make a document bigger than its text, which the source
     # already bounds; without a `*` the node count is not worth walking.
     has_aliases = "*" in text
-    loader = _strict(_Loader)(text)
+    loader = (_marking(_Loader) if mark_unquoted else _strict(_Loader))(text)
     index = 0
     try:
         if size > MAX_OBJECT_BYTES or depth_bound(text) > compose_depth(_Loader):
@@ -167,6 +176,27 @@ def _strict(base: type[yaml.SafeLoader]) -> type[yaml.SafeLoader]:
         derived = type(f"Strict{base.__name__}", (_UniqueKeys, base), {})
         _STRICT[base] = cast("type[yaml.SafeLoader]", derived)
     return _STRICT[base]
+
+
+class _MarkUnquoted(yaml.constructor.SafeConstructor):
+    """Constructs plain scalars holding `${` as Unquoted (registered on derived classes)."""
+
+    def construct_marked_str(self, node: yaml.ScalarNode) -> str:
+        value = self.construct_yaml_str(node)
+        # PyYAML gives a plain scalar style None, libyaml ''.
+        return Unquoted(value) if not node.style and "${" in value else value
+
+
+_MARKING: dict[type[yaml.SafeLoader], type[yaml.SafeLoader]] = {}
+
+
+def _marking(base: type[yaml.SafeLoader]) -> type[yaml.SafeLoader]:
+    """`_strict(base)` that also marks unquoted `${` scalars."""
+    if base not in _MARKING:
+        derived: Any = type(f"Marking{base.__name__}", (_MarkUnquoted, _strict(base)), {})
+        derived.add_constructor("tag:yaml.org,2002:str", _MarkUnquoted.construct_marked_str)
+        _MARKING[base] = cast("type[yaml.SafeLoader]", derived)
+    return _MARKING[base]
 
 
 def _inspect(path: str, text: str) -> None:

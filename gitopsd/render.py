@@ -68,17 +68,22 @@ def render_documents(
     return tuple(result)
 
 
-def documents(files: Sequence[SourceFile]) -> Iterator[tuple[str, str, Manifest]]:
-    """(where, origin, manifest) for every non-empty document, `kind: List` expanded."""
+def documents(
+    files: Sequence[SourceFile], *, mark_unquoted: bool = False
+) -> Iterator[tuple[str, str, Manifest]]:
+    """(where, origin, manifest) for every non-empty document, `kind: List` expanded;
+    `mark_unquoted` as for read_documents."""
     for file in sorted(files, key=lambda f: f.path):
         # Same rule as the tree reader: `app.YAML` is a manifest, never silently skipped.
         if file.path.lower().endswith(MANIFEST_SUFFIXES):
-            yield from stream_documents(file)
+            yield from stream_documents(file, mark_unquoted=mark_unquoted)
 
 
-def stream_documents(file: SourceFile) -> Iterator[tuple[str, str, Manifest]]:
+def stream_documents(
+    file: SourceFile, *, mark_unquoted: bool = False
+) -> Iterator[tuple[str, str, Manifest]]:
     """(where, origin, manifest) for the documents of one file or one tool's output."""
-    for index, data in read_documents(file):
+    for index, data in read_documents(file, mark_unquoted=mark_unquoted):
         where = f"{file.path} document {index}"
         if not isinstance(data, dict):
             raise RenderError(f"{where}: is a {_type_name(data)}, not a mapping")

@@ -37,6 +37,7 @@ from gitopsd.renderers.helm import (
     write_inline_values,
 )
 from gitopsd.renderers.kustomize import KUSTOMIZATION_FILES, KustomizeCheck, kustomize_argv
+from gitopsd.renderers.quoting import quote_hints
 from gitopsd.renderers.run import ToolCall, base_env, identity, run_tool
 from gitopsd.renderers.substitute import Variables, read_variables, substitute_marking
 from gitopsd.sops import Decrypted, decrypt_files, decrypt_tree, mark_decrypted, private_base
@@ -189,11 +190,11 @@ def _render(job: RenderJob) -> tuple[DesiredObject, ...]:
     namespace = job.target.namespace
     if kind is RenderKind.PLAIN:
         decrypted = decrypt_files(job.files, job.target.decryption, job.target.name)
-        found = list(documents(decrypted.files))
+        found = list(documents(decrypted.files, mark_unquoted=variables is not None))
     else:
         if kind is RenderKind.HELM:
             namespace = settings.helm.namespace or namespace
-        found, decrypted = _tool_documents(job, kind)
+        found, decrypted = _tool_documents(job, kind, mark_unquoted=variables is not None)
     if variables is not None:
         found = [(w, o, _substituted(m, variables, w)) for w, o, m in found]
     objects = render_documents(
@@ -225,7 +226,7 @@ def describe(target: TargetSettings, kind: RenderKind) -> str:
 
 
 def _tool_documents(
-    job: RenderJob, kind: RenderKind
+    job: RenderJob, kind: RenderKind, *, mark_unquoted: bool = False
 ) -> tuple[list[tuple[str, str, Manifest]], Decrypted]:
     what = describe(job.target, kind)
     if job.checkout is None:
@@ -250,7 +251,12 @@ def _tool_documents(
             output = _helm(job, checkout, home, what)
         tree.check_output(output)
         label = f"{kind.value} output of {job.target.source.path}"
-        return list(stream_documents(SourceFile(label, output))), tree.decrypted
+        found = list(stream_documents(SourceFile(label, output), mark_unquoted=mark_unquoted))
+        if mark_unquoted and kind is RenderKind.KUSTOMIZE:
+            # kustomize drops the quotes of `"${VAR}"`: the sources still show them.
+            hints = quote_hints(checkout)
+            found = [(w, o, hints.apply(m)) for w, o, m in found]
+        return found, tree.decrypted
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

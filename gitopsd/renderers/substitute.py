@@ -4,11 +4,17 @@
 are replaced; `$${VAR}` stays as the literal `${VAR}`; an undefined variable with no
 default refuses the revision, naming the variable and the object. An object annotated
 `gitopsd.io/substitute: disabled` is left alone. Pure: the variables are read first.
+
+Flux substitutes in each object's YAML text, so an unquoted `replicas: ${N}` becomes the
+number 3 while a quoted `"${N}"` stays text. Objects here are parsed first, so the reader
+marks unquoted scalars holding `${` (manifestread.Unquoted) and their substituted text is
+typed here as YAML would type it (int, float, bool, null); no marker outlives this step.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -19,10 +25,13 @@ from typing import Any
 import yaml
 
 from gitopsd.errors import RenderError
+from gitopsd.manifestread import Unquoted
 from gitopsd.renderconfig import RenderSettings, SubstituteSource
 
 DISABLE_ANNOTATION = "gitopsd.io/substitute"
 _PATTERN = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?=)([^}]*))?\}")
+_TYPED = frozenset(f"tag:yaml.org,2002:{name}" for name in ("int", "float", "bool", "null"))
+_RESOLVER: Any = yaml.resolver.Resolver()  # PyYAML's resolver carries no types
 _LINE = re.compile(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)")
 
 
@@ -148,7 +157,7 @@ def substitute_marking(
     """As `substitute`, and whether a secret variable's value went into the object."""
     annotations = (manifest.get("metadata") or {}).get("annotations") or {}
     if isinstance(annotations, dict) and annotations.get(DISABLE_ANNOTATION) == "disabled":
-        return manifest, False
+        return unmarked(manifest), False
     used: set[str] = set()
     result: dict[str, Any] = _walk(manifest, variables, where, used)
     return result, bool(used & variables.secret)
@@ -156,11 +165,37 @@ def substitute_marking(
 
 def _walk(value: Any, variables: Variables, where: str, used: set[str]) -> Any:
     if isinstance(value, str):
-        return _replace(value, variables, where, used) if "${" in value else value
+        if "${" not in value:
+            return value
+        text = _replace(value, variables, where, used)
+        return typed(text) if isinstance(value, Unquoted) else text
     if isinstance(value, dict):
-        return {key: _walk(item, variables, where, used) for key, item in value.items()}
+        return {str(key): _walk(item, variables, where, used) for key, item in value.items()}
     if isinstance(value, list):
         return [_walk(item, variables, where, used) for item in value]
+    return value
+
+
+def unmarked(value: Any) -> Any:
+    """`value` with every Unquoted (keys too) as a plain str: nothing outside sees one."""
+    if isinstance(value, str):
+        return str(value) if isinstance(value, Unquoted) else value
+    if isinstance(value, dict):
+        return {str(key): unmarked(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [unmarked(item) for item in value]
+    return value
+
+
+def typed(text: str) -> Any:
+    """The text of an unquoted scalar as YAML types it: `3` a number, `true` a boolean,
+    `null`/empty nothing, anything else text (non-finite floats too: JSON has none)."""
+    tag = _RESOLVER.resolve(yaml.ScalarNode, text, (True, False))
+    if tag not in _TYPED:
+        return text
+    value = yaml.safe_load(text)
+    if isinstance(value, float) and not math.isfinite(value):
+        return text
     return value
 
 

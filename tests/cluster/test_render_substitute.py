@@ -106,3 +106,53 @@ def test_substitution_with_defaults_escapes_secrets_and_a_missing_variable(
     assert "ConfigMap settings" in error, error
     assert _data(api_client, namespace, "raw") == {"script": "echo ${HOME}"}
     assert _data(api_client, namespace, "token") == {"token": "another-secret-value"}
+
+
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: ${REPLICAS}
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+        - name: web
+          image: "nginx:${TAG:=1.27}"
+          ports:
+            - containerPort: ${PORT}
+          env:
+            - name: PORT
+              value: "${PORT}"
+"""
+
+
+def test_an_unquoted_number_is_substituted_as_a_number_and_a_quoted_one_stays_text(
+    render_rig: RenderRig, api_client: Any
+) -> None:
+    # As Flux's postBuild (which substitutes in the YAML text): `replicas: ${REPLICAS}`
+    # becomes the number 3, `value: "${PORT}"` stays the string "8080". kustomize writes
+    # the second without its quotes; the sources still say it was quoted.
+    render_rig.commit(
+        {
+            "plain/web.yaml": DEPLOYMENT,
+            "kust/web.yaml": DEPLOYMENT,
+            "kust/kustomization.yaml": "resources: [web.yaml]\nnamePrefix: k-\n",
+        }
+    )
+    apps = client.AppsV1Api(api_client)
+    for name, path, prefix in (("num-plain", "plain", ""), ("num-kust", "kust", "k-")):
+        target = render_rig.target(name, path, substitute=(("REPLICAS", "3"), ("PORT", "8080")))
+        result = render_rig.run(target)
+        assert result.outcome is PassOutcome.CONVERGED, (path, result.error)
+        deployment = apps.read_namespaced_deployment(f"{prefix}web", render_rig.namespace)
+        assert deployment.spec.replicas == 3, path
+        container = deployment.spec.template.spec.containers[0]
+        assert container.ports[0].container_port == 8080, path
+        assert [(e.name, e.value) for e in container.env] == [("PORT", "8080")], path
+        assert container.image == "nginx:1.27", path

@@ -6,10 +6,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from gitopsd.errors import RenderError
+from gitopsd.manifestread import read_documents
+from gitopsd.model import SourceFile
 from gitopsd.renderconfig import RenderSettings, SubstituteSource
+from gitopsd.renderers.quoting import quote_hints
 from gitopsd.renderers.substitute import (
+    DISABLE_ANNOTATION,
     Variables,
     parse_variables,
     read_variables,
@@ -66,7 +71,7 @@ def test_a_missing_variable_refuses_naming_it_and_the_object() -> None:
 def test_an_object_can_opt_out() -> None:
     manifest = _config_map(key="${NOPE}")
     manifest["metadata"]["annotations"] = {"gitopsd.io/substitute": "disabled"}
-    assert substitute(manifest, _vars(), "x") is manifest
+    assert substitute(manifest, _vars(), "x") == manifest
 
 
 def test_variables_files_read_as_env_lines_or_yaml() -> None:
@@ -113,3 +118,83 @@ def test_a_missing_required_source_is_named(tmp_path: Path) -> None:
     settings = RenderSettings(substitute_from=(SubstituteSource(env="GITOPSD_TEST_UNSET_VAR"),))
     with pytest.raises(RenderError, match="GITOPSD_TEST_UNSET_VAR is not set"):
         read_variables(settings, "t")
+
+
+def _parsed(text: str) -> dict[str, Any]:
+    file = SourceFile("web.yaml", text.encode())
+    return dict(next(iter(read_documents(file, mark_unquoted=True)))[1])
+
+
+def _exact_types(value: Any) -> set[type]:
+    if isinstance(value, dict):
+        return {type(k) for k in value} | {t for v in value.values() for t in _exact_types(v)}
+    if isinstance(value, list):
+        return {t for v in value for t in _exact_types(v)}
+    return {type(value)}
+
+
+UNQUOTED = """\
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: ${REPLICAS}
+  paused: ${PAUSED:=false}
+  ratio: ${RATIO}
+  name: web-${REPLICAS}
+  port: "${PORT}"
+  single: '${PORT}'
+  literal: $${PORT}
+  ${KEY}: kept
+"""
+
+
+def test_an_unquoted_reference_is_typed_as_yaml_types_it_and_a_quoted_one_stays_text() -> None:
+    variables = _vars(REPLICAS="3", PORT="8080", RATIO="0.5", KEY="k")
+    result = substitute(_parsed(UNQUOTED), variables, "web.yaml")
+    assert result["spec"] == {
+        "replicas": 3,
+        "paused": False,
+        "ratio": 0.5,
+        "name": "web-3",
+        "port": "8080",
+        "single": "8080",
+        "literal": "${PORT}",
+        "${KEY}": "kept",  # keys are not substituted
+    }
+    # The marker never leaves substitution: plain str everywhere (yaml refuses subclasses).
+    assert str in _exact_types(result) and not _exact_types(result) - {str, int, float, bool}
+    assert yaml.safe_load(yaml.safe_dump(result)) == result
+
+
+def test_an_opted_out_object_keeps_its_text_and_loses_the_marker() -> None:
+    parsed = _parsed(
+        UNQUOTED.replace(
+            "{name: web}", "{name: web, annotations: {" + DISABLE_ANNOTATION + ": disabled}}"
+        )
+    )
+    result = substitute(parsed, _vars(), "web.yaml")
+    assert result["spec"]["replicas"] == "${REPLICAS}"
+    assert not _exact_types(result) - {str}
+    yaml.safe_dump(result)
+
+
+def test_kustomize_output_keeps_as_text_what_the_sources_quoted(tmp_path: Path) -> None:
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "web.yaml").write_text(UNQUOTED)
+    (tmp_path / "other.yml").write_text("env:\n  - value: '${ONLY_QUOTED}'\n")
+    (tmp_path / "broken.yaml").write_text("a: [${\n")  # no YAML: skipped
+    # kustomize writes every one of them unquoted.
+    output = _parsed(
+        "spec:\n  replicas: ${REPLICAS}\n  port: ${PORT}\n  single: ${PORT}\n"
+        "  value: ${ONLY_QUOTED}\n  elsewhere: ${ONLY_QUOTED}\n  new: ${NEW}\n"
+    )
+    hinted = quote_hints(tmp_path).apply(output)
+    result = substitute(hinted, _vars(REPLICAS="3", PORT="8080", ONLY_QUOTED="1", NEW="2"), "out")
+    assert result["spec"] == {
+        "replicas": 3,
+        "port": "8080",
+        "single": "8080",
+        "value": "1",
+        "elsewhere": "1",  # quoted wherever the sources hold it
+        "new": 2,  # not in the sources (kustomize made it): typed, as Flux does
+    }
