@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.e2e.conftest import Gitopsd, configmap
+from tests.e2e.conftest import Gitopsd, configmap, wait_for
 from tests.support.cluster import ControlPlane
 from tests.support.rbac_grant import Grant, granted
 
@@ -48,3 +48,31 @@ def test_check_access_names_each_missing_verb_and_writes_nothing(
     ]
     core = client.CoreV1Api(api_client)
     assert not any(core.list_namespaced_config_map(space).items for space in (a, b, c))
+
+
+def test_the_daemon_runs_on_the_namespaced_grant_and_prunes(
+    gitopsd: Gitopsd, grant: Grant, api_client: Any
+) -> None:
+    """Daemon mode (watches on by default) with the same grant: cluster-wide watches are
+    refused, and passes still converge and prune."""
+    a, b, _ = grant.namespaces
+    gitopsd.remote.commit(
+        {
+            "manifests/a.yaml": configmap("one", a, value="1"),
+            "manifests/b.yaml": configmap("two", b, value="2"),
+        }
+    )
+    target = gitopsd.target(kubeconfig=str(grant.kubeconfig), namespace=a, inventory_namespace=a)
+    gitopsd.write_config(target, interval="1s")
+    gitopsd.start()
+    core = client.CoreV1Api(api_client)
+
+    def names(space: str) -> set[str]:
+        return {item.metadata.name for item in core.list_namespaced_config_map(space).items}
+
+    wait_for(lambda: "one" in names(a) and "two" in names(b), timeout=60)
+    gitopsd.remote.commit({"manifests/a.yaml": None})
+    wait_for(lambda: "one" not in names(a), timeout=60)
+    assert "two" in names(b)
+    log = gitopsd.log()
+    assert "watch_forbidden" in log and "Traceback" not in log
