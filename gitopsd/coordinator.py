@@ -161,6 +161,7 @@ class Coordinator:
         """For /status: this replica, the live members, each target's holder and since."""
         with self._lock:
             leases = {t: self._leases.get(target_lease_name(t)) for t in sorted(self._targets)}
+            fresh = self._fresh(self._clock.monotonic())
             return {
                 "identity": self.identity,
                 "replicas": sorted(self._members),
@@ -168,7 +169,7 @@ class Coordinator:
                     t: {
                         "holder": lease.holder if lease is not None else "",
                         "since": lease.acquired_at if lease is not None else None,
-                        "owned": t in self._held,
+                        "owned": fresh and t in self._held,  # as the fence answers
                     }
                     for t, lease in leases.items()
                 },
