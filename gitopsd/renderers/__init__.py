@@ -31,6 +31,7 @@ from gitopsd.renderers.charts import (
 from gitopsd.renderers.helm import (
     Capabilities,
     HelmInput,
+    check_chart_links,
     check_dependencies,
     helm_argv,
     helm_env,
@@ -196,7 +197,11 @@ def _render(job: RenderJob) -> tuple[DesiredObject, ...]:
             namespace = settings.helm.namespace or namespace
         found, decrypted = _tool_documents(job, kind, mark_unquoted=variables is not None)
     if variables is not None:
-        found = [(w, o, _substituted(m, variables, w)) for w, o, m in found]
+        named = kind is not RenderKind.PLAIN  # tool output's `where` names the object already
+        found = [
+            (w, o, _substituted(m, variables, w if named else f"{w} ({_identity(m)})"))
+            for w, o, m in found
+        ]
     objects = render_documents(
         found, default_namespace=namespace, target=job.target.name, namespaced=job.namespaced
     )
@@ -205,10 +210,7 @@ def _render(job: RenderJob) -> tuple[DesiredObject, ...]:
 
 
 def _substituted(manifest: Manifest, variables: Variables, where: str) -> Manifest:
-    name = (manifest.get("metadata") or {}).get("name") if isinstance(manifest, dict) else None
-    result, secret = substitute_marking(
-        manifest, variables, f"{where} ({manifest.get('kind')} {name})"
-    )
+    result, secret = substitute_marking(manifest, variables, where)
     if not secret or not isinstance(result.get("metadata"), dict):
         return result
     # Marked as SOPS marks what it decrypted: diffs, drift and the journal then show this
@@ -248,10 +250,15 @@ def _tool_documents(
         if kind is RenderKind.KUSTOMIZE:
             output = _kustomize(job, checkout, escaping, home, what)
         else:
-            output = _helm(job, checkout, home, what)
+            output = _helm(job, checkout, escaping, home, what)
         tree.check_output(output)
         label = f"{kind.value} output of {job.target.source.path}"
-        found = list(stream_documents(SourceFile(label, output), mark_unquoted=mark_unquoted))
+        output_file = SourceFile(label, output)
+        # A document index in generated output means nothing to a reader: name the object.
+        found = [
+            (f"{w} ({_identity(m)})", f"{o} ({_identity(m)})", m)
+            for w, o, m in stream_documents(output_file, mark_unquoted=mark_unquoted)
+        ]
         if mark_unquoted and kind is RenderKind.KUSTOMIZE:
             # kustomize drops the quotes of `"${VAR}"`: the sources still show them.
             hints = quote_hints(checkout)
@@ -259,6 +266,15 @@ def _tool_documents(
         return found, tree.decrypted
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _identity(manifest: Manifest) -> str:
+    """`Deployment shop/web`, as far as the document says."""
+    metadata = manifest.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
+    namespace, name = metadata.get("namespace"), metadata.get("name")
+    where = f"{namespace}/" if isinstance(namespace, str) and namespace else ""
+    return f"{manifest.get('kind')} {where}{name}"
 
 
 def _kustomize(
@@ -278,16 +294,18 @@ def _kustomize(
             timeout_seconds=settings.timeout_seconds,
             max_output_bytes=settings.max_output_bytes,
             env=base_env(home),
+            setting="tools.kustomize",
         )
     )
 
 
-def _helm(job: RenderJob, checkout: Path, home: Path, what: str) -> bytes:
+def _helm(job: RenderJob, checkout: Path, escaping: frozenset[str], home: Path, what: str) -> bytes:
     settings = job.target.render
     helm = settings.helm
     if helm.chart is not None:
         chart = unpack_chart(chart_repository(job.target).resolve(), home / "chart", what)
     else:
+        check_chart_links(job.target.source.path, escaping, what)
         chart = checkout / job.target.source.path
     if not (chart / "Chart.yaml").is_file():
         raise RenderError(f"{what}: no Chart.yaml at {job.target.source.path!r}")
@@ -299,6 +317,7 @@ def _helm(job: RenderJob, checkout: Path, home: Path, what: str) -> bytes:
         release=helm.release or job.target.name,
         namespace=helm.namespace or job.target.namespace,
         settings=helm,
+        escaping=escaping,
     )
     capabilities = job.capabilities() if job.capabilities is not None else None
     inline = write_inline_values(helm, home)
@@ -311,5 +330,6 @@ def _helm(job: RenderJob, checkout: Path, home: Path, what: str) -> bytes:
             timeout_seconds=settings.timeout_seconds,
             max_output_bytes=settings.max_output_bytes,
             env={**base_env(home), **helm_env(home)},
+            setting="tools.helm",
         )
     )

@@ -44,6 +44,7 @@ class HelmInput:
     namespace: str
     settings: HelmSettings
     extra_values: tuple[Path, ...] = ()  # applied after values_files, before inline values
+    escaping: frozenset[str] = frozenset()  # symlinks the checkout left out (they lead out)
 
 
 def check_dependencies(chart: Path, describe: str) -> None:
@@ -88,12 +89,38 @@ def values_paths(job: HelmInput, describe: str) -> list[Path]:
         real = os.path.realpath(job.checkout / relative)
         if relative.startswith("../") or not real.startswith(real_root + os.sep):
             raise RenderError(f"{describe}: helm.values_files {value!r} is outside the repository")
+        if (link := _escaping_link(relative, job.escaping)) is not None:
+            raise RenderError(
+                f"{describe}: helm.values_files {value!r} goes through symlink {link!r}, which "
+                "leads outside the repository: refused (commit the file itself)"
+            )
         if not os.path.isfile(real):
             raise RenderError(
                 f"{describe}: helm.values_files {value!r} does not exist at {relative!r}"
             )
         paths.append(Path(real))
     return paths
+
+
+def check_chart_links(chart_path: str, escaping: frozenset[str], describe: str) -> None:
+    """Refuse a chart in the repository holding a symlink that leads out of it: the
+    checkout leaves such links out, and helm would render without them, silently."""
+    prefix = "" if chart_path in ("", ".") else chart_path.rstrip("/") + "/"
+    inside = sorted(p for p in escaping if p.startswith(prefix) or p == prefix.rstrip("/"))
+    if inside:
+        raise RenderError(
+            f"{describe}: {inside[0]!r} is a symlink leading outside the repository: refused "
+            "(commit the file itself)"
+        )
+
+
+def _escaping_link(relative: str, escaping: frozenset[str]) -> str | None:
+    """The symlink left out of the checkout that `relative` (or a folder of it) is."""
+    parts = relative.split("/")
+    for end in range(1, len(parts) + 1):
+        if (path := "/".join(parts[:end])) in escaping:
+            return path
+    return None
 
 
 def helm_argv(

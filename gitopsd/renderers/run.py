@@ -36,6 +36,7 @@ class ToolCall:
     timeout_seconds: float
     max_output_bytes: int
     env: Mapping[str, str] | None = None
+    setting: str = ""  # the key that names the tool ("tools.helm"), for the fix
 
 
 def resolve(command: str) -> str | None:
@@ -80,8 +81,11 @@ def run_tool(call: ToolCall) -> bytes:
             start_new_session=True,  # one process group, killed whole
         )
     except OSError as exc:
+        fix = f"install {Path(call.argv[0]).name} (docs/rendering.md, 'What to install')"
+        if call.setting:
+            fix += f" or set `{call.setting}` to its path"
         raise RenderError(
-            f"{call.describe}: cannot run {call.argv[0]}: {exc.strerror or exc}"
+            f"{call.describe}: cannot run {call.argv[0]}: {exc.strerror or exc}; {fix}"
         ) from exc
     try:
         out, err, problem = _collect(process, call)

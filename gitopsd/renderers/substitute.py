@@ -93,7 +93,10 @@ def _read_file(path: Path, target: str, *, optional: bool) -> dict[str, str]:
     except FileNotFoundError:
         if optional:
             return {}
-        raise RenderError(f"target {target}: substitute_from file {path} does not exist") from None
+        raise RenderError(
+            f"target {target}: substitute_from file {path} does not exist: create it, or mark "
+            "the entry `optional: true`"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RenderError(
             f"target {target}: substitute_from file {path} cannot be read: {type(exc).__name__}"

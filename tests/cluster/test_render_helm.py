@@ -15,6 +15,7 @@ from kubernetes import client
 from gitopsd.passresult import PassOutcome
 from gitopsd.renderconfig import HelmSettings
 from tests.cluster.render_rig import RenderRig
+from tests.support.git_remotes import Symlink
 from tests.support.waiting import eventually
 
 TEMPLATE = """\
@@ -32,6 +33,16 @@ data:
   {{- else }}
   gadgets: "absent"
   {{- end }}
+"""
+
+
+LEAK = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: leak
+data:
+  leaked: {{ .Files.Get "files/leak.txt" | quote }}
 """
 
 
@@ -155,3 +166,50 @@ def test_a_cached_helm_render_is_rendered_again_once_a_crd_is_served(
         assert result.outcome is PassOutcome.CONVERGED, result.error
         assert calls.read_text().count("call") == 2
         assert _data(api_client, render_rig.namespace, "late-config")["gadgets"] == "served"
+
+
+def test_a_missing_helm_says_how_to_install_it_or_set_tools_helm(
+    render_rig: RenderRig, tmp_path: Path
+) -> None:
+    render_rig.tools["helm"] = str(tmp_path / "no-helm")
+    render_rig.commit(_chart("none.example"))
+    result = render_rig.run(render_rig.target("nohelm", "chart"))
+    assert result.outcome is PassOutcome.FAILED
+    error = str(result.error)
+    assert "cannot run" in error and "No such file or directory" in error, error
+    assert "install no-helm" in error and "or set `tools.helm` to its path" in error, error
+
+
+@pytest.mark.parametrize(
+    ("files", "values_files", "expected"),
+    [
+        (
+            {"env/prod.yaml": Symlink("../../../../../../etc/hostname")},
+            ("../env/prod.yaml",),
+            "helm.values_files '../env/prod.yaml' goes through symlink 'env/prod.yaml', "
+            "which leads outside the repository: refused",
+        ),
+        (
+            {  # read by `.Files.Get`: left out of the checkout, it would render as empty
+                "chart/files/leak.txt": Symlink("../../../../../../../etc/hostname"),
+                "chart/templates/leak.yaml": LEAK,
+            },
+            (),
+            "'chart/files/leak.txt' is a symlink leading outside the repository: refused",
+        ),
+    ],
+    ids=["values-file", "chart-file"],
+)
+def test_a_symlink_out_of_the_repository_is_refused_by_name(
+    render_rig: RenderRig,
+    helm_tool: Path,
+    files: dict[str, Symlink],
+    values_files: tuple[str, ...],
+    expected: str,
+) -> None:
+    render_rig.tools["helm"] = str(helm_tool)
+    render_rig.commit({**_chart("none.example"), **files})
+    target = render_rig.target("link", "chart", helm=HelmSettings(values_files=values_files))
+    result = render_rig.run(target)
+    assert result.outcome is PassOutcome.FAILED
+    assert expected in str(result.error), result.error

@@ -268,3 +268,20 @@ def test_a_preview_of_another_commit_renders_it_and_writes_nothing(
     assert preview.key.name == "prod-settings"
     assert "-  level: v1" in preview.diff_text and "+  level: v9" in preview.diff_text
     assert _config(api_client, render_rig.namespace, "prod-settings") == {"level": "v1"}
+
+
+def test_a_bad_wave_in_kustomize_output_names_the_object(render_rig: RenderRig) -> None:
+    render_rig.commit(
+        {
+            "kwave/kustomization.yaml": "resources: [config.yaml]\nnamespace: shop\n",
+            "kwave/config.yaml": (
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: waved\n"
+                "  annotations:\n    gitopsd.io/wave: first\n"
+            ),
+        }
+    )
+    result = render_rig.run(render_rig.target("kwave", "kwave"))
+    assert result.outcome is PassOutcome.FAILED
+    error = str(result.error)
+    assert "kustomize output of kwave#1 (ConfigMap shop/waved): annotation" in error, error
+    assert "gitopsd.io/wave: 'first' is not an integer" in error, error

@@ -113,7 +113,8 @@ def test_sources_are_read_in_order_and_inline_values_win(
 
 def test_a_missing_required_source_is_named(tmp_path: Path) -> None:
     settings = RenderSettings(substitute_from=(SubstituteSource(file=tmp_path / "gone.env"),))
-    with pytest.raises(RenderError, match=r"target t: substitute_from file .*gone.env does not"):
+    fix = r"does not exist: create it, or mark the entry `optional: true`"
+    with pytest.raises(RenderError, match=r"target t: substitute_from file .*gone.env " + fix):
         read_variables(settings, "t")
     settings = RenderSettings(substitute_from=(SubstituteSource(env="GITOPSD_TEST_UNSET_VAR"),))
     with pytest.raises(RenderError, match="GITOPSD_TEST_UNSET_VAR is not set"):
