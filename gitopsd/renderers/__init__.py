@@ -35,6 +35,8 @@ from gitopsd.renderers.helm import (
     check_dependencies,
     helm_argv,
     helm_env,
+    values_paths,
+    values_redactor,
     write_inline_values,
 )
 from gitopsd.renderers.kustomize import KUSTOMIZATION_FILES, KustomizeCheck, kustomize_argv
@@ -331,5 +333,6 @@ def _helm(job: RenderJob, checkout: Path, escaping: frozenset[str], home: Path, 
             max_output_bytes=settings.max_output_bytes,
             env={**base_env(home), **helm_env(home)},
             setting="tools.helm",
+            redact=values_redactor(values_paths(helm_input, what)),
         )
     )

@@ -13,6 +13,7 @@ import json
 import os
 import posixpath
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,9 @@ import yaml
 from gitopsd.errors import RenderError
 from gitopsd.renderconfig import HelmSettings
 
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_STAND_IN = "<a value from a values file>"
+_SHORTEST = 4  # shorter values ("1", "true", "web") would garble the message, not hide much
 _SEMVER = re.compile(r"v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?")
 
 
@@ -121,6 +125,39 @@ def _escaping_link(relative: str, escaping: frozenset[str]) -> str | None:
         if (path := "/".join(parts[:end])) in escaping:
             return path
     return None
+
+
+def values_redactor(paths: Sequence[Path]) -> Callable[[str], str]:
+    """Replaces in helm's error line each value of these files (a chart's `required` or
+    `fail` may quote one, and values files hold passwords) by a stand-in."""
+    found: set[str] = set()
+    for path in paths:
+        try:
+            data = yaml.load(path.read_bytes(), Loader=_Loader)  # a safe loader: plain data
+        except (OSError, yaml.YAMLError):
+            continue  # helm has reported it unreadable; nothing of it to hide
+        _scalars(data, found, set())
+    ordered = sorted(found, key=len, reverse=True)  # a value inside a longer one: longer first
+
+    def redact(line: str) -> str:
+        for value in ordered:
+            line = line.replace(value, _STAND_IN)
+        return line
+
+    return redact
+
+
+def _scalars(value: Any, found: set[str], seen: set[int]) -> None:
+    if isinstance(value, dict | list):
+        if id(value) in seen:  # an alias: walked once, however often it is used
+            return
+        seen.add(id(value))
+        for item in value.values() if isinstance(value, dict) else value:
+            _scalars(item, found, seen)
+    elif value is not None and not isinstance(value, bool):
+        # helm's line is whitespace-joined: a multi-line value matches line by line.
+        text = " ".join(str(value).split())
+        found.update(p for p in (text, *str(value).splitlines()) if len(p.strip()) >= _SHORTEST)
 
 
 def helm_argv(

@@ -15,7 +15,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,7 @@ class ToolCall:
     max_output_bytes: int
     env: Mapping[str, str] | None = None
     setting: str = ""  # the key that names the tool ("tools.helm"), for the fix
+    redact: Callable[[str], str] | None = None  # applied to the tool's error line
 
 
 def resolve(command: str) -> str | None:
@@ -94,7 +95,7 @@ def run_tool(call: ToolCall) -> bytes:
     if problem is not None:
         raise RenderError(f"{call.describe}: {problem}; nothing was applied or pruned")
     if process.returncode != 0:
-        raise RenderError(f"{call.describe}: {error_line(err, process.returncode)}")
+        raise RenderError(f"{call.describe}: {error_line(err, process.returncode, call.redact)}")
     return out
 
 
@@ -140,10 +141,13 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
             stream.close()
 
 
-def error_line(stderr: bytes, returncode: int) -> str:
-    """The tool's own error, one line, trimmed: its last line starting `Error`, else its last."""
+def error_line(stderr: bytes, returncode: int, redact: Callable[[str], str] | None = None) -> str:
+    """The tool's own error, one line, trimmed: its last line starting `Error`, else its last;
+    `redact` runs before the trim (a value cut in half would no longer match)."""
     lines = [line.strip() for line in stderr.decode(errors="replace").splitlines() if line.strip()]
     chosen = next((line for line in reversed(lines) if line.lower().startswith("error")), None)
     line = chosen or (lines[-1] if lines else f"exited with status {returncode}")
     line = " ".join(line.split())
+    if redact is not None:
+        line = redact(line)
     return line if len(line) <= _LINE_MAX else line[: _LINE_MAX - 3] + "..."

@@ -213,3 +213,21 @@ def test_a_symlink_out_of_the_repository_is_refused_by_name(
     result = render_rig.run(target)
     assert result.outcome is PassOutcome.FAILED
     assert expected in str(result.error), result.error
+
+
+def test_a_value_a_chart_quotes_in_its_error_is_not_shown(
+    render_rig: RenderRig, helm_tool: Path
+) -> None:
+    render_rig.tools["helm"] = str(helm_tool)
+    files = _chart("none.example")
+    files["env/prod.yaml"] = "env: prod\ndb:\n  password: hunter2-from-values\n"
+    files["chart/templates/check.yaml"] = (
+        '{{ fail (printf "password %s is too weak" .Values.db.password) }}\n'
+    )
+    render_rig.commit(files)
+    helm = HelmSettings(values_files=("../env/prod.yaml",))
+    result = render_rig.run(render_rig.target("weak", "chart", helm=helm))
+    assert result.outcome is PassOutcome.FAILED
+    error = str(result.error)
+    assert "password <a value from a values file> is too weak" in error, error
+    assert "hunter2" not in error

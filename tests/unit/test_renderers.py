@@ -12,7 +12,7 @@ from gitopsd.errors import ConfigError, RenderError
 from gitopsd.model import SourceFile
 from gitopsd.renderconfig import HelmSettings, RenderKind, RenderSettings
 from gitopsd.renderers import choose
-from gitopsd.renderers.helm import check_dependencies, kube_version
+from gitopsd.renderers.helm import check_dependencies, kube_version, values_redactor
 from gitopsd.renderers.kustomize import KustomizeCheck
 from gitopsd.renderers.run import error_line
 
@@ -232,3 +232,23 @@ def test_the_servers_version_becomes_a_kube_version_helm_accepts(
     git_version: str, flag: str | None
 ) -> None:
     assert kube_version(git_version) == flag
+
+
+def test_values_quoted_in_helms_error_line_are_replaced_before_the_trim(tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(
+        "db: &db {password: s3cret-pass, port: 5432}\nother: *db\n"
+        "cert: |\n  line-one-of-cert\n  line-two-of-cert\nshort: web\nprefix: s3cret\n"
+    )
+    redact = values_redactor([values, tmp_path / "gone.yaml"])
+    stderr = (
+        b"Error: execution error: password s3cret-pass on 5432 for web, "
+        b"cert line-one-of-cert line-two-of-cert " + b"x" * 400
+    )
+    line = error_line(stderr, 1, redact)
+    assert "s3cret" not in line and "5432" not in line and "line-one" not in line
+    assert line.startswith(
+        "Error: execution error: password <a value from a values file> on <a value from a "
+        "values file> for web, cert <a value from a values file>"
+    )
+    assert len(line) <= 300
