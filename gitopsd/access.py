@@ -11,7 +11,7 @@ from gitopsd.adapters.kubernetes import KubernetesAdapter
 from gitopsd.adapters.rbac import Permission, Scope, needed
 from gitopsd.config import Config, TargetSettings
 from gitopsd.model import DesiredObject
-from gitopsd.render import render
+from gitopsd.renderers import job_for, render_target, with_chart_cache
 from gitopsd.source.git import GitSource
 
 
@@ -52,12 +52,11 @@ def check_target(config: Config, target: TargetSettings) -> list[Permission]:
             info = adapter.kind_info(api_version, kind)
             return None if info is None else info.namespaced
 
-        objects = render(
-            source.read_tree(source.fetch()),
-            default_namespace=target.namespace,
-            target=target.name,
-            namespaced=namespaced,
-        )
+        revision = source.fetch()
+        # As a pass renders it: kustomize, Helm with the cluster's capabilities, decryption.
+        charted = with_chart_cache(target, config.state_dir / "charts")
+        job = job_for(charted, source.read_tree(revision), namespaced, source, adapter, revision)
+        objects = render_target(job)
         return missing_permissions(target, objects, adapter.kind_info, adapter.allowed)
     finally:
         adapter.close()

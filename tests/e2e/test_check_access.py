@@ -13,6 +13,7 @@ from kubernetes import client
 from tests.e2e.conftest import Gitopsd, configmap, wait_for
 from tests.support.cluster import ControlPlane
 from tests.support.rbac_grant import Grant, granted
+from tests.support.tools import KUSTOMIZE, build_tool
 
 
 @pytest.fixture
@@ -76,3 +77,31 @@ def test_the_daemon_runs_on_the_namespaced_grant_and_prunes(
     assert "two" in names(b)
     log = gitopsd.log()
     assert "watch_forbidden" in log and "Traceback" not in log
+
+
+def test_check_access_renders_a_kustomize_target_as_a_pass_does(
+    gitopsd: Gitopsd, grant: Grant
+) -> None:
+    # It read the plain YAML files under path, so a kustomize overlay could not be checked.
+    a, _, c = grant.namespaces
+    gitopsd.remote.commit(
+        {
+            "base/kustomization.yaml": "resources: [settings.yaml]\n",
+            "base/settings.yaml": configmap("settings", a, value="1"),
+            "overlays/prod/kustomization.yaml": f"resources: [../../base]\nnamespace: {c}\n",
+        }
+    )
+    target = gitopsd.target(
+        path="overlays/prod",
+        kubeconfig=str(grant.kubeconfig),
+        namespace=a,
+        inventory_namespace=a,
+        tools={"kustomize": str(build_tool(KUSTOMIZE))},
+    )
+    gitopsd.write_config(target)
+
+    result = gitopsd.run("validate", "--check-access")
+
+    # The overlay moves the ConfigMap to the namespace the grant does not cover.
+    assert result.returncode == 1, result.stderr
+    assert f"app: missing: create configmaps in namespace {c}" in result.stderr
