@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from gitopsd.adapters.base import ApplyResult, ClusterAdapter, KindInfo
@@ -73,6 +73,8 @@ class Applied:
     changes: ChangeSet
     plan: Plan
     error: GitopsdError | None = None
+    # Each object as the server returned it from its write: its health, without a get.
+    written: Mapping[ResourceKey, Manifest] = field(default_factory=dict)
 
 
 def apply_plan(
@@ -105,7 +107,7 @@ def apply_plan(
     written, refused = stages.write(steps, deferred, waves_of(plan.desired), gate)
     changes = ChangeSet((*entries, *written))
     error = refused or stages.lost(changes) or _incomplete(options.target, changes, stop)
-    return Applied(changes, confirmed, error)
+    return Applied(changes, confirmed, error, dict(stages.returned))
 
 
 def _no_change(step: PlanStep, dry_run: ApplyResult | None, live: LiveObject | None) -> bool:
@@ -152,6 +154,7 @@ class _Stages:
         self._clock = clock
         # The first "no answer at all": every later request would fail alike.
         self._unreachable: ClusterUnreachableError | None = None
+        self.returned: dict[ResourceKey, Manifest] = {}  # written by the pool's threads
 
     def lost(self, changes: ChangeSet) -> ClusterUnreachableError | None:
         """The pass's error when the API server stopped answering, or None if it did not."""
@@ -308,7 +311,10 @@ class _Stages:
             assert step.desired is not None
             if step.kind is StepKind.RECREATE:
                 self._delete_for_recreate(step)
-            self._adapter.apply(step.desired.manifest, dry_run=False, force=self._options.force)
+            result = self._adapter.apply(
+                step.desired.manifest, dry_run=False, force=self._options.force
+            )
+            self.returned[step.key] = result.manifest  # one key per thread: no lock needed
             return ChangeSetEntry(step.key, _action_of(step), step.drift, "", _losers(step))
         except GitopsdError as error:
             self._note(error)

@@ -271,7 +271,9 @@ class Reconciler:
         if waits.held is None:  # a wave held back: the revision is not applied in full
             self._source.mark_applied(revision)
         if not self.target.wait:
-            state.health = last_known(self._adapter, applied.plan.desired, live, applied.changes)
+            state.health = last_known(
+                self._adapter, applied.plan.desired, live, applied.changes, applied.written
+            )
             return PassOutcome.CONVERGED if applied.plan.steps else PassOutcome.IN_SYNC
         outcome, state.health = waits.final()
         return outcome

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from gitopsd.adapters.base import ClusterAdapter
 from gitopsd.clock import Clock
 from gitopsd.health import Health, ObjectHealth, assess
-from gitopsd.model import ChangeSet, DesiredObject, LiveObject, ResourceKey
+from gitopsd.model import ChangeSet, DesiredObject, LiveObject, Manifest, ResourceKey
 from gitopsd.passresult import ObjectStatus, PassOutcome
 from gitopsd.waves import declared_in, waves_of
 
@@ -43,17 +43,21 @@ def last_known(
     declared: Sequence[DesiredObject],
     live: Mapping[ResourceKey, LiveObject],
     changes: ChangeSet,
+    returned: Mapping[ResourceKey, Manifest],
 ) -> tuple[ObjectStatus, ...]:
     """Each declared object's health once, without waiting (a target without `wait`): from
-    the pass's own live read, and one get for each object the pass wrote or created."""
+    what the server returned for the objects the pass wrote, else from the pass's own live
+    read; a get only for an object written without an answer kept, or not read at all."""
     written = {e.key for e in changes.entries if e.action.wrote}
     statuses: list[ObjectStatus] = []
     for obj in declared:
-        current = live.get(obj.key)
-        if obj.key in written or current is None:
+        current = returned.get(obj.key)
+        if current is None and obj.key not in written and obj.key in live:
+            current = live[obj.key].manifest
+        if current is None:
             statuses += read_health(adapter, (obj,))
         else:
-            statuses.append(ObjectStatus(obj.key, assess(current.manifest)))
+            statuses.append(ObjectStatus(obj.key, assess(current)))
     return tuple(statuses)
 
 
