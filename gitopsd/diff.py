@@ -28,6 +28,7 @@ from gitopsd.normalize import (
     KEYED_LISTS,
     SERVER_METADATA,
     canonical,
+    is_decrypted,
     item_id,
     merge_key,
     project,
@@ -58,7 +59,10 @@ def compare(desired: DesiredObject, live: LiveObject | None) -> DriftReport | No
     want_canon, have_canon = canonical(want_keyed), canonical(have_keyed)
     if want_canon == have_canon:
         return None
-    shown_want, shown_have = redact_pair(want_keyed, have_keyed)
+    # A value once decrypted stays hidden after Git stops encrypting it: the live object
+    # still holds the old secret, and still carries the mark.
+    sensitive = is_decrypted(live.manifest)
+    shown_want, shown_have = redact_pair(want_keyed, have_keyed, sensitive=sensitive)
     changes = _changes(want_canon, have_canon, shown_want, shown_have)
     if not changes:
         return None
@@ -193,7 +197,8 @@ def object_diff_text(desired: Manifest | None, live: Manifest | None, name: str)
         want = _spelled_as(want, have)
     else:
         have = without_server_fields(live)
-    shown_want, shown_have = redact_pair(want, have)
+    sensitive = live is not None and is_decrypted(live)
+    shown_want, shown_have = redact_pair(want, have, sensitive=sensitive)
     before, after = _yaml(shown_have), _yaml(shown_want)
     lines = difflib.unified_diff(
         before.splitlines(keepends=True),

@@ -106,11 +106,12 @@ def is_decrypted(manifest: Manifest | None) -> bool:
 
 
 def redact_pair(
-    desired: Manifest | None, live: Manifest | None
+    desired: Manifest | None, live: Manifest | None, *, sensitive: bool = False
 ) -> tuple[Manifest | None, Manifest | None]:
     """Both sides redacted; either side decrypted from SOPS makes both sensitive, whatever
-    the kind (the live side may have lost the mark to a hand edit)."""
-    if is_decrypted(desired) or is_decrypted(live):
+    the kind (the live side may have lost the mark to a hand edit). `sensitive`: the whole
+    live object carries the mark, which a projection onto what Git declares now drops."""
+    if sensitive or is_decrypted(desired) or is_decrypted(live):
         return _redact_values(desired), _redact_values(live)
     return (
         None if desired is None else redact_secret(desired),

@@ -126,6 +126,22 @@ def test_a_decrypted_configmap_shows_only_stand_ins_in_drift_and_diffs() -> None
     assert "VALUE" not in text and _stand_in("by-hand-VALUE") in text
 
 
+def test_a_value_once_decrypted_stays_hidden_when_git_stops_encrypting_it() -> None:
+    # Acceptance: the live ConfigMap (still marked) held the old decrypted endpoint; Git now
+    # declares it in plain text; the old value showed in diff, drift_detected and history.
+    (was,) = mark_decrypted(
+        [_configmap("app", endpoint="https://internal-OLD.example")],
+        Decrypted(files=(), paths=frozenset({"app.yaml"})),
+    )
+    now = _configmap("app", endpoint="https://public.example")
+    report = compare(now, LiveObject(now.key, was.manifest))
+    assert report is not None
+    (change,) = [c for c in report.changes if c.path == "data.endpoint"]
+    assert "OLD" not in str(change.live) and "OLD" not in str(change.desired)
+    text = object_diff_text(now.manifest, was.manifest, "ConfigMap/app")
+    assert "OLD" not in text and "public" not in text
+
+
 def test_unmarked_objects_keep_their_values_and_secrets_stay_redacted() -> None:
     plain = _configmap("plain", v="shown").manifest
     assert redact_pair(plain, plain) == (plain, plain)
