@@ -53,6 +53,8 @@ def previews(
         if len(targets) != 1:
             raise ValueError("a directory is the source of one target")
         target = targets[0]
+        with contextlib.suppress(GitopsdError):  # stand-ins as the journal and --ref show them
+            use_installation_key(config.state_dir)
         snapshots = [_read(lambda: read_directory(target.name, path, target.source))]
     else:
         with _state_dir(config, wait=wait) as state_dir:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 
-from tests.e2e.conftest import Gitopsd, configmap
+from tests.e2e.conftest import Gitopsd, configmap, secret
 from tests.e2e.test_diff_ref import applied_main, cluster_state, json_objects, local_state
+from tests.support.standins import shown_as
 
 
 def test_a_local_copy_with_an_edit_shows_that_edit_only(
@@ -58,3 +59,22 @@ def test_path_needs_a_target_when_there_are_several(gitopsd: Gitopsd) -> None:
     result = gitopsd.run("diff", "--path", str(gitopsd.folder))
     assert result.returncode == 2
     assert "--path is the source of one target: add --target (app, api)" in result.stderr
+
+
+def test_path_stand_ins_are_the_installations_like_every_other_output(
+    gitopsd: Gitopsd,
+) -> None:
+    # They came from a key made for each run, so a PR comment changed on every push and
+    # matched nothing `diff --ref` or `history` showed (acceptance test).
+    ns = gitopsd.namespace
+    applied_main(gitopsd)
+    work = gitopsd.folder / "checkout"
+    shutil.copytree(gitopsd.remote.work, work)
+    (work / "manifests" / "creds.yaml").write_text(secret("creds", ns, token="local-token-9"))
+
+    runs = [gitopsd.run("diff", "--path", str(work / "manifests")) for _ in range(2)]
+
+    stand_in = shown_as("local-token-9", gitopsd.state_dir)[10:-1]
+    for run in runs:
+        assert run.returncode == 3, run.stderr
+        assert "local-token-9" not in run.stdout and stand_in in run.stdout
