@@ -174,6 +174,14 @@ def _environment(settings: DecryptionSettings, home: Path) -> dict[str, str]:
         "SOPS_GPG_EXEC": shutil.which("false") or "/bin/false",
     }
     if settings.age_key_file is not None:
+        # sops would only say that no key could decrypt: name the file that is not there.
+        if not os.access(settings.age_key_file, os.R_OK):
+            problem = "does not exist" if not settings.age_key_file.exists() else "is unreadable"
+            raise DecryptionError(
+                f"age_key_file {settings.age_key_file} {problem}: fix decryption.age_key_file "
+                "or give gitopsd's user read access to it",
+                retryable=True,
+            )
         env["SOPS_AGE_KEY_FILE"] = str(settings.age_key_file)
     keyring = settings.gpg_keyring
     if keyring is not None and keyring.is_dir():

@@ -205,6 +205,22 @@ def test_wrong_key_refuses_the_revision_and_prunes_nothing(
     assert core.read_namespaced_config_map("keep", ns).data == {"v": "1"}
     assert core.read_namespaced_config_map("settings", ns).data == {"dsn": CM_VALUE}
 
+    # A key file that is not there is named as such, not taken for a wrong key.
+    gitopsd.write_config(
+        gitopsd.target(
+            decryption=_decryption(age_key_file=gitopsd.folder / "absent.key"),
+            tools=_tools(sops_bin),
+        )
+    )
+    refused = gitopsd.run("--once")
+    assert refused.returncode == 1
+    assert f"age_key_file {gitopsd.folder / 'absent.key'} does not exist" in refused.stderr
+    gitopsd.write_config(
+        gitopsd.target(
+            decryption=_decryption(age_key_file=ours.identity_file), tools=_tools(sops_bin)
+        )
+    )
+
     # Tampered: a clear value changed by hand after encryption breaks the MAC.
     good = encrypt(sops, settings, filename="s.yaml", age=[ours.recipient], encrypted_regex=REGEX)
     tampered = good.replace("name: settings", "name: settings-x", 1)
