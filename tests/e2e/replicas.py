@@ -44,7 +44,11 @@ class Replicas:
         return path
 
     def write_config(
-        self, identity: str, interval: str = "3s", lease_kubeconfig: Path | None = None
+        self,
+        identity: str,
+        interval: str = "3s",
+        lease_kubeconfig: Path | None = None,
+        **settings: Any,
     ) -> Path:
         """`lease_kubeconfig` reaches the Leases another way than the targets (a proxy)."""
         folder = self.folder(identity)
@@ -58,7 +62,9 @@ class Replicas:
         http = f"http: {{address: 127.0.0.1, port: {port}}}\n"
         (folder / "hook-secret").write_text(WEBHOOK_SECRET + "\n")
         http += "webhook: {secret_file: hook-secret}\n"
-        targets = "".join(self.gitopsd.target(t, path=f"manifests/{t}") for t in self.targets)
+        targets = "".join(
+            self.gitopsd.target(t, path=f"manifests/{t}", **settings) for t in self.targets
+        )
         path = folder / "gitopsd.yaml"
         path.write_text(
             f"state_dir: {folder / 'state'}\ninterval: {interval}\nstop_timeout: 20s\n"
@@ -86,9 +92,9 @@ class Replicas:
         self.gitopsd.processes.append(process)  # killed when the test ends
         return process
 
-    def once(self, identity: str) -> subprocess.Popen[str]:
+    def once(self, identity: str, **settings: Any) -> subprocess.Popen[str]:
         """`gitopsd --once` in the background; read its output with communicate()."""
-        config = self.write_config(identity)
+        config = self.write_config(identity, **settings)
         process = subprocess.Popen(
             [self.gitopsd.executable, "--config", str(config), "--once"],
             env=self.gitopsd.env,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -15,6 +16,7 @@ from gitopsd.leases import assignment
 from tests.e2e.conftest import Gitopsd, wait_for
 from tests.e2e.replicas import FENCE_WINDOW, LEASE_DURATION, RETRY_PERIOD, Replicas
 from tests.support.tcp_proxy import TcpProxy
+from tests.support.tools import KUSTOMIZE, build_tool
 
 NAMES = ("r0", "r1", "r2")
 
@@ -184,9 +186,32 @@ def test_a_webhook_at_a_replica_that_does_not_own_the_target_is_answered_202(
 
 
 def test_two_concurrent_once_runs_reconcile_each_target_exactly_once(
-    replicas: Replicas,
+    replicas: Replicas, tmp_path: Path
 ) -> None:
-    runs = {name: replicas.once(name) for name in ("cron-a", "cron-b")}
+    # The runs must overlap: on a loaded machine one could finish (and release its Leases)
+    # before the other started. Each target renders through a kustomize that waits for
+    # `go`, so a run holds its Leases until both runs are done taking theirs: a run has
+    # taken all it will once it renders (it takes them before any pass) or has exited.
+    go, calls = tmp_path / "go", tmp_path / "calls"
+    wrapper = tmp_path / "kustomize"
+    wrapper.write_text(
+        f"#!/bin/sh\necho $PPID >> {calls}\n"
+        f"i=0; while [ ! -e {go} ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\n"
+        f'exec {build_tool(KUSTOMIZE)} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    replicas.gitopsd.remote.commit(
+        {f"manifests/{t}/kustomization.yaml": "resources: [cm.yaml]\n" for t in replicas.targets}
+    )
+    tools = {"kustomize": str(wrapper)}
+    runs = {name: replicas.once(name, tools=tools) for name in ("cron-a", "cron-b")}
+
+    def rendering_or_done(run: subprocess.Popen[str]) -> bool:
+        started = calls.read_text().split() if calls.exists() else []
+        return run.poll() is not None or str(run.pid) in started
+
+    wait_for(lambda: all(rendering_or_done(run) for run in runs.values()), timeout=60)
+    go.touch()
     outputs = {name: run.communicate(timeout=120) for name, run in runs.items()}
     for name, run in runs.items():
         assert run.returncode == 0, outputs[name]
