@@ -15,6 +15,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -97,16 +98,20 @@ class RateLimiter:
             time.sleep(wait)
 
 
-def _configuration(settings: ClusterSettings) -> client.Configuration:
+def credentials(kubeconfig: Path | None, context: str | None) -> client.Configuration:
+    """A client configuration from a kubeconfig and context, or the in-cluster account."""
     configuration = client.Configuration()
-    if settings.kubeconfig is not None:
+    if kubeconfig is not None:
         config.load_kube_config(
-            config_file=str(settings.kubeconfig),
-            context=settings.context,
-            client_configuration=configuration,
+            config_file=str(kubeconfig), context=context, client_configuration=configuration
         )
     else:
         config.load_incluster_config(client_configuration=configuration)
+    return configuration
+
+
+def _configuration(settings: ClusterSettings) -> client.Configuration:
+    configuration = credentials(settings.kubeconfig, settings.context)
     configuration.connection_pool_maxsize = max(settings.concurrency, 4)
     # No urllib3 retries: they log a warning per attempt while the server is down, and
     # _request already retries what is worth retrying, honouring Retry-After.

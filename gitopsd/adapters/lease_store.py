@@ -24,6 +24,7 @@ from kubernetes.leaderelection.leaderelectionrecord import LeaderElectionRecord
 from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 
 from gitopsd.adapters.kube_errors import cluster_error
+from gitopsd.adapters.kubernetes import credentials
 from gitopsd.configread import FILE_ERRORS, file_problem
 from gitopsd.errors import ClusterError, ClusterUnreachableError, ConflictError
 from gitopsd.haconfig import HaSettings
@@ -63,16 +64,8 @@ class KubernetesLeaseStore:
     """The gitopsd Leases of one namespace (coordinator.LeaseStore)."""
 
     def __init__(self, settings: HaSettings) -> None:
-        configuration = client.Configuration()
         try:
-            if settings.kubeconfig is not None:
-                config.load_kube_config(
-                    config_file=str(settings.kubeconfig),
-                    context=settings.context,
-                    client_configuration=configuration,
-                )
-            else:
-                config.load_incluster_config(client_configuration=configuration)
+            configuration = credentials(settings.kubeconfig, settings.context)
         except (config.ConfigException, *FILE_ERRORS) as error:
             where = settings.kubeconfig or "the in-cluster service account"
             raise ClusterError(
