@@ -48,6 +48,9 @@ __all__ = [
 
 # sops exit codes (cmd/sops/codes): why a decryption failed.
 _MAC_MISMATCH, _MAC_NOT_FOUND, _NO_KEY = 51, 52, 128
+# ErrorDecryptingMac, ErrorDecryptingTree: a value's or the MAC's ciphertext fails AES-GCM
+# authentication, which is what an edit of the encrypted bytes themselves gives.
+_CIPHERTEXT_TAMPERED = (24, 25)
 _TIMEOUT_SECONDS = 60.0
 _PARALLEL = 4
 
@@ -282,6 +285,11 @@ def _reason(code: int, file: SourceFile) -> str:
         return (
             "MAC mismatch: the file was changed after it was encrypted (edit it only "
             "with `sops`); refusing the revision"
+        )
+    if code in _CIPHERTEXT_TAMPERED:
+        return (
+            "an encrypted value does not authenticate: its ciphertext was changed after it "
+            "was encrypted (edit the file only with `sops`); refusing the revision"
         )
     if code == _MAC_NOT_FOUND:
         return "SOPS metadata has no MAC: re-encrypt the file with `sops encrypt`"

@@ -229,6 +229,15 @@ def test_wrong_key_refuses_the_revision_and_prunes_nothing(
     refused = gitopsd.run("--once")
     assert refused.returncode == 1
     assert "settings.yaml: MAC mismatch" in refused.stderr, refused.stderr
+    # The ciphertext itself edited: AES-GCM refuses it, named as such.
+    start = good.index("ENC[AES256_GCM,data:") + len("ENC[AES256_GCM,data:")
+    flipped = "B" if good[start] != "B" else "C"
+    gitopsd.remote.commit({"manifests/settings.yaml": good[:start] + flipped + good[start + 1 :]})
+    refused = gitopsd.run("--once")
+    assert refused.returncode == 1
+    assert "settings.yaml: an encrypted value does not authenticate" in refused.stderr, (
+        refused.stderr
+    )
     assert core.read_namespaced_config_map("keep", ns).data == {"v": "1"}
 
     # No decryption section: refused with the fix, never applied encrypted.
