@@ -23,7 +23,11 @@ _IMMUTABLE_MARKERS = ("field is immutable", "is immutable", "may not change once
 # Server-side apply checks a patch against the kind's schema before anything else, and
 # answers a mismatch (`replicas: three`, a misspelt field) with 500, not 422: it is the
 # object that is wrong, so it must neither be retried nor blamed on the server.
-_TYPED_PATCH_MARKER = "failed to create typed patch object"
+# Likewise a value the kind's Go type cannot decode (a Secret's data that is not base64).
+_OBJECT_FAULT_MARKERS = (
+    "failed to create typed patch object",
+    "unable to convert unstructured object",
+)
 
 # Tries of one request: a failing or unreachable server gets about 3 s of backoff in all; a
 # 429 is the server asking us to come back later, so we keep coming back for longer.
@@ -53,7 +57,7 @@ def cluster_error(status: int, body: Any, what: str) -> ClusterError:
                 status=status,
             )
         return InvalidObjectError(text, status=status)
-    if status == 500 and _TYPED_PATCH_MARKER in message:
+    if status == 500 and any(marker in message for marker in _OBJECT_FAULT_MARKERS):
         return InvalidObjectError(
             f"{text} (the object does not match its kind's schema: fix the field named)",
             status=status,

@@ -49,6 +49,16 @@ IMMUTABLE = {
             InvalidObjectError,
             False,
         ),
+        (
+            500,
+            {
+                "message": "failed to convert new object (ns/s; /v1, Kind=Secret) to proper "
+                "version: unable to convert unstructured object to /v1, Kind=Secret: error "
+                "decoding from json: illegal base64 data at input byte 3"
+            },
+            InvalidObjectError,
+            False,
+        ),
         (503, None, UnavailableError, True),
         (418, {"message": "teapot"}, ClusterError, False),
     ],
