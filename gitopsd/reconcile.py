@@ -359,7 +359,9 @@ class Reconciler:
         # A commit renders the same again, unless a kind was unknown (a CRD not yet applied).
         if not unknown:
             self._rendered = (key, rendered)
-            if self._render_cache is not None:
+            # A target that decrypts is never cached on disk: a decrypted file can reach an
+            # object in forms no marking recognises (a whole file base64'd by kustomize).
+            if self._render_cache is not None and self.target.decryption is None:
                 self._render_cache.put(key, declared, rendered.capabilities)
         return declared
 

@@ -135,6 +135,33 @@ def test_kustomize_secret_generator_with_an_encrypted_env_file(
     assert core.read_namespaced_config_map("conn", ns).data == {"DSN": DSN}
 
 
+def test_a_whole_encrypted_file_in_a_secret_generator_never_reaches_the_render_cache(
+    render_rig: RenderRig, sops_bin: dict[str, Path], key: AgeKey
+) -> None:
+    # `files: [creds.yaml]` puts the whole decrypted file, base64-encoded, in the Secret:
+    # no single decrypted value matches it, so the object went unmarked and the render
+    # was cached on disk with it (review finding).
+    creds = encrypt(
+        sops_bin["sops"], f"token: {TOKEN}\n", filename="creds.yaml", age=[key.recipient]
+    )
+    render_rig.commit(
+        {
+            "app/kustomization.yaml": (
+                "generatorOptions:\n  disableNameSuffixHash: true\n"
+                "secretGenerator:\n  - name: whole\n    files: [creds.yaml]\n"
+            ),
+            "app/creds.yaml": creds,
+        }
+    )
+    target = _decrypting(render_rig.target("app", "app"), sops_bin, key)
+
+    result = render_rig.run(target)
+
+    assert result.outcome is PassOutcome.CONVERGED, result.error
+    assert not (render_rig.state / "render" / f"{target.name}.json").exists()
+    assert _leaks(render_rig, TOKEN, f"token: {TOKEN}\n") == []
+
+
 def test_helm_values_file_encrypted_and_a_file_for_another_key_left_alone(
     render_rig: RenderRig,
     helm_tool: Path,
