@@ -249,10 +249,12 @@ def _tool_documents(
         tree = decrypt_tree(checkout, job.target.decryption, job.target.name)
         home = work / "home"
         home.mkdir(mode=0o700)
+        # A tool's error line may quote a decrypted value (a chart's `fail`, `required`).
+        hide = _hiding(tree.decrypted.values)
         if kind is RenderKind.KUSTOMIZE:
-            output = _kustomize(job, checkout, escaping, home, what)
+            output = _kustomize(job, checkout, escaping, home, what, hide)
         else:
-            output = _helm(job, checkout, escaping, home, what)
+            output = _helm(job, checkout, escaping, home, what, hide)
         tree.check_output(output)
         label = f"{kind.value} output of {job.target.source.path}"
         output_file = SourceFile(label, output)
@@ -270,6 +272,26 @@ def _tool_documents(
         shutil.rmtree(work, ignore_errors=True)
 
 
+_DECRYPTED_STAND_IN = "<a decrypted value>"
+
+
+def _then(first: Callable[[str], str], second: Callable[[str], str]) -> Callable[[str], str]:
+    return lambda line: second(first(line))
+
+
+def _hiding(values: frozenset[str]) -> Callable[[str], str]:
+    """Replaces each decrypted value (of 4 characters or more: a shorter one would garble
+    the line more than it hides) by a stand-in, the longest first."""
+    ordered = sorted((v for v in values if len(v) >= 4), key=len, reverse=True)
+
+    def hide(line: str) -> str:
+        for value in ordered:
+            line = line.replace(value, _DECRYPTED_STAND_IN)
+        return line
+
+    return hide
+
+
 def _identity(manifest: Manifest) -> str:
     """`Deployment shop/web`, as far as the document says."""
     metadata = manifest.get("metadata")
@@ -280,7 +302,12 @@ def _identity(manifest: Manifest) -> str:
 
 
 def _kustomize(
-    job: RenderJob, checkout: Path, escaping: frozenset[str], home: Path, what: str
+    job: RenderJob,
+    checkout: Path,
+    escaping: frozenset[str],
+    home: Path,
+    what: str,
+    hide: Callable[[str], str],
 ) -> bytes:
     settings = job.target.render
     path = job.target.source.path
@@ -297,11 +324,19 @@ def _kustomize(
             max_output_bytes=settings.max_output_bytes,
             env=base_env(home),
             setting="tools.kustomize",
+            redact=hide,
         )
     )
 
 
-def _helm(job: RenderJob, checkout: Path, escaping: frozenset[str], home: Path, what: str) -> bytes:
+def _helm(
+    job: RenderJob,
+    checkout: Path,
+    escaping: frozenset[str],
+    home: Path,
+    what: str,
+    hide: Callable[[str], str],
+) -> bytes:
     settings = job.target.render
     helm = settings.helm
     if helm.chart is not None:
@@ -333,6 +368,6 @@ def _helm(job: RenderJob, checkout: Path, escaping: frozenset[str], home: Path, 
             max_output_bytes=settings.max_output_bytes,
             env={**base_env(home), **helm_env(home)},
             setting="tools.helm",
-            redact=values_redactor(values_paths(helm_input, what)),
+            redact=_then(values_redactor(values_paths(helm_input, what)), hide),
         )
     )

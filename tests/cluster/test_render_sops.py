@@ -162,6 +162,30 @@ def test_a_whole_encrypted_file_in_a_secret_generator_never_reaches_the_render_c
     assert _leaks(render_rig, TOKEN, f"token: {TOKEN}\n") == []
 
 
+def test_a_charts_error_quoting_a_decrypted_value_shows_a_stand_in(
+    render_rig: RenderRig, helm_tool: Path, sops_bin: dict[str, Path], key: AgeKey
+) -> None:
+    # The chart's own values.yaml is encrypted (not a helm.values_files entry), and a
+    # template's `fail` quotes a value from it: helm's error line carried it (review finding).
+    render_rig.commit(
+        {
+            "chart/Chart.yaml": "apiVersion: v2\nname: web\nversion: 0.1.0\n",
+            "chart/values.yaml": encrypt(
+                sops_bin["sops"], f"dsn: {DSN}\n", filename="values.yaml", age=[key.recipient]
+            ),
+            "chart/templates/config.yaml": '{{ fail (printf "bad dsn %s" .Values.dsn) }}\n',
+        }
+    )
+    render_rig.tools["helm"] = str(helm_tool)
+    target = _decrypting(render_rig.target("web", "chart"), sops_bin, key)
+
+    result = render_rig.run(target)
+
+    assert result.outcome is PassOutcome.FAILED
+    assert "bad dsn <a decrypted value>" in str(result.error), result.error
+    assert DSN not in str(result.error) and "HELM-dsn" not in str(result.error)
+
+
 def test_helm_values_file_encrypted_and_a_file_for_another_key_left_alone(
     render_rig: RenderRig,
     helm_tool: Path,
