@@ -346,6 +346,10 @@ class KindWatch:
             return
         self._set_state(WatchState.RECONNECTING)
         self._stats.add("reconnects")
+        # Relist, not resume: a resumed watch counts as synced as soon as it opens, while
+        # what changed during the outage is still on its way, and a pass reading the cache
+        # in between could take a deleted object for present, or miss a new one.
+        self._version = ""
         delay = min(_BACKOFF_FIRST * 2 ** (failures - 1), _BACKOFF_MAX)
         delay *= 0.5 + random.random() / 2
         log.info(

@@ -21,12 +21,14 @@ from kubernetes import client, config
 from gitopsd.adapters.kubernetes import KubernetesAdapter
 from gitopsd.config import ClusterSettings, RefKind, SourceSettings, TargetSettings
 from gitopsd.journal import Journal
+from gitopsd.model import ResourceKey
 from gitopsd.passresult import PassOutcome, PassResult
 from gitopsd.reconcile import Reconciler
 from gitopsd.watching import WatchHub
 from gitopsd.watchread import Watched
 from tests.support.cluster import ControlPlane, separate_control_plane
 from tests.support.sources import FilesSource
+from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import wait_until
 
 CONFIGMAP = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {color: blue}\n"
@@ -132,6 +134,43 @@ def test_api_server_restart_with_compaction_relists_and_still_corrects_drift(
             api2.close()
     finally:
         plane.start_apiserver()
+        target.close()
+        journal.close()
+        api.close()
+
+
+def test_a_dropped_watch_relists_before_it_counts_as_synced_again(
+    cluster: ControlPlane, tmp_path: Path
+) -> None:
+    # Resuming from the last resourceVersion marked the cache synced on reconnect, before
+    # the events of the outage arrived: a pass in between read a deleted object as live.
+    proxy = TcpProxy(("127.0.0.1", cluster.port))
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        cluster.kubeconfig.read_text().replace(f":{cluster.port}", f":{proxy.port}")
+    )
+    core, api = _core(cluster.kubeconfig)
+    namespace = f"w-{uuid.uuid4().hex[:8]}"
+    core.create_namespace({"metadata": {"name": namespace}})
+    journal = Journal.open(tmp_path / "state")
+    target = Target(kubeconfig, namespace, journal)
+    try:
+        assert target.run().outcome is PassOutcome.CONVERGED
+        target.settle()
+        watches = next(iter(target.hub._clusters.values())).watches
+        lists = watches.stats.snapshot().get("lists", 0)
+        proxy.refuse()  # the watch connections drop, and reconnecting fails
+        wait_until(target.hub.problems, "the dropped watch reported", timeout=30)
+        core.delete_namespaced_config_map("settings", namespace)
+        proxy.restore()
+        wait_until(lambda: not target.hub.problems(), "watches reconnected", timeout=60)
+
+        configmaps = watches.get("", "ConfigMap")
+        assert configmaps is not None
+        assert watches.stats.snapshot().get("lists", 0) > lists  # relisted, not resumed
+        assert not configmaps.holds(ResourceKey("", "ConfigMap", namespace, "settings"))
+    finally:
+        proxy.close()
         target.close()
         journal.close()
         api.close()

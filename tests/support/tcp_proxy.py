@@ -22,12 +22,26 @@ class TcpProxy:
         self.port: int = self._listener.getsockname()[1]
         self._cut = threading.Event()
         self._closed = threading.Event()
+        self._refusing = threading.Event()
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def cut(self) -> None:
         self._cut.set()
+
+    def refuse(self) -> None:
+        """Drop every connection, and each new one at once (a server that went away)."""
+        self._refusing.set()
+        with self._lock:
+            for sock in self._sockets:
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+    def restore(self) -> None:
+        """Forward again, after cut() or refuse()."""
+        self._refusing.clear()
+        self._cut.clear()
 
     def close(self) -> None:
         self._closed.set()
@@ -46,6 +60,9 @@ class TcpProxy:
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
+        if self._refusing.is_set():
+            client.close()
+            return
         try:
             server = socket.create_connection(self._upstream, timeout=5)
         except OSError:
