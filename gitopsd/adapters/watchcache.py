@@ -220,6 +220,7 @@ class KindWatch:
             self._seen = max(self._seen, int(version) if version.isdigit() else 0)
             self._changed.notify_all()
         if replay:  # after 410 or a reconnect: what changed while nobody watched is news
+            self._stats.add("relists")
             self._replay(old, fresh)
 
     def _replay(self, old: dict[ResourceKey, Manifest], fresh: dict[ResourceKey, Manifest]) -> None:
@@ -326,7 +327,6 @@ class KindWatch:
         self._sink(WatchEvent(self.info, str(kind), key, obj, previous, time.monotonic()))
 
     def _gone(self) -> None:
-        self._stats.add("relists")
         log.info("watch_expired", kind=self.info.kind, version=self._version, action="relist")
         with self._changed:
             self._version = ""
