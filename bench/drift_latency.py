@@ -31,10 +31,10 @@ from typing import Any
 from kubernetes import client, config, watch
 
 from bench.audit import AuditLog
+from bench.output import save_facts
 from bench.soak import PASSWORD_ENV, Daemon, World, log
 from tests.support.cluster import free_port
 
-RESULTS = Path(__file__).resolve().parent / "results"
 INTERVAL = 30.0
 SECRET = "bench-drift-secret"
 MANAGER = "bench-drifter"
@@ -243,10 +243,7 @@ def main() -> int:
         world.stop()
         subprocess.run(["rm", "-rf", str(root)], check=False)
     facts["load_average_at_end"] = Path("/proc/loadavg").read_text().split()[:3]
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"{facts['date']}-drift-n{args.objects}.json"
-    out.write_text(json.dumps(facts, indent=2) + "\n")
-    print(json.dumps(facts, indent=2))
+    out = save_facts(f"drift-n{args.objects}", facts)
     log(f"wrote {out}")
     return 0
 

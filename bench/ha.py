@@ -27,10 +27,10 @@ from typing import Any
 
 from kubernetes import client, config
 
+from bench.output import save_facts
 from bench.soak import PASSWORD_ENV, Daemon, World, _missing_objects, log
 from tests.support.cluster import free_port
 
-RESULTS = Path(__file__).resolve().parent / "results"
 NAMESPACE = "gitopsd-ha"
 LEASE_DURATION = 15.0
 
@@ -177,10 +177,7 @@ def main() -> int:
                     daemon.terminate()
         world.stop()
         subprocess.run(["rm", "-rf", str(root)], check=False)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"{facts['date']}-ha-t{args.targets}-n{args.objects}.json"
-    out.write_text(json.dumps(facts, indent=2) + "\n")
-    print(json.dumps(facts, indent=2))
+    out = save_facts(f"ha-t{args.targets}-n{args.objects}", facts)
     log(f"wrote {out}")
     return 0
 

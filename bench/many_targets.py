@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.audit import AuditLog
+from bench.output import save_facts
 from bench.soak import PASSWORD_ENV, Daemon, World, _by_name, _missing_objects, log
 from tests.support.cluster import free_port
 
-RESULTS = Path(__file__).resolve().parent / "results"
 RSS_TARGET_MIB = 300
 
 
@@ -108,10 +108,7 @@ def main() -> int:
             daemon.terminate()
         world.stop()
         subprocess.run(["rm", "-rf", str(root)], check=False)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"{facts['date']}-many-t{args.targets}-n{args.objects}.json"
-    out.write_text(json.dumps(facts, indent=2) + "\n")
-    print(json.dumps(facts, indent=2))
+    out = save_facts(f"many-t{args.targets}-n{args.objects}", facts)
     log(f"wrote {out}")
     return 0
 
