@@ -41,7 +41,7 @@ from gitopsd.renderers.helm import (
 )
 from gitopsd.renderers.kustomize import KUSTOMIZATION_FILES, KustomizeCheck, kustomize_argv
 from gitopsd.renderers.quoting import quote_hints
-from gitopsd.renderers.run import ToolCall, base_env, identity, run_tool
+from gitopsd.renderers.run import ToolCall, base_env, identity, replacing, run_tool
 from gitopsd.renderers.substitute import Variables, read_variables, substitute_marking
 from gitopsd.sops import Decrypted, decrypt_files, decrypt_tree, mark_decrypted, private_base
 
@@ -281,15 +281,8 @@ def _then(first: Callable[[str], str], second: Callable[[str], str]) -> Callable
 
 def _hiding(values: frozenset[str]) -> Callable[[str], str]:
     """Replaces each decrypted value (of 4 characters or more: a shorter one would garble
-    the line more than it hides) by a stand-in, the longest first."""
-    ordered = sorted((v for v in values if len(v) >= 4), key=len, reverse=True)
-
-    def hide(line: str) -> str:
-        for value in ordered:
-            line = line.replace(value, _DECRYPTED_STAND_IN)
-        return line
-
-    return hide
+    the line more than it hides) by a stand-in."""
+    return replacing((v for v in values if len(v) >= 4), _DECRYPTED_STAND_IN)
 
 
 def _identity(manifest: Manifest) -> str:

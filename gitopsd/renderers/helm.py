@@ -22,6 +22,7 @@ import yaml
 
 from gitopsd.errors import RenderError
 from gitopsd.renderconfig import HelmSettings
+from gitopsd.renderers.run import replacing
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STAND_IN = "<a value from a values file>"
@@ -137,14 +138,7 @@ def values_redactor(paths: Sequence[Path]) -> Callable[[str], str]:
         except (OSError, yaml.YAMLError):
             continue  # helm has reported it unreadable; nothing of it to hide
         _scalars(data, found, set())
-    ordered = sorted(found, key=len, reverse=True)  # a value inside a longer one: longer first
-
-    def redact(line: str) -> str:
-        for value in ordered:
-            line = line.replace(value, _STAND_IN)
-        return line
-
-    return redact
+    return replacing(found, _STAND_IN)
 
 
 def _scalars(value: Any, found: set[str], seen: set[int]) -> None:

@@ -15,7 +15,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,6 +139,19 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
     for stream in (process.stdout, process.stderr):
         if stream is not None:
             stream.close()
+
+
+def replacing(values: Iterable[str], stand_in: str) -> Callable[[str], str]:
+    """A redactor for an error line: each of `values` replaced by `stand_in`, the longest
+    first (a value inside a longer one)."""
+    ordered = sorted(set(values), key=len, reverse=True)
+
+    def redact(line: str) -> str:
+        for value in ordered:
+            line = line.replace(value, stand_in)
+        return line
+
+    return redact
 
 
 def error_line(stderr: bytes, returncode: int, redact: Callable[[str], str] | None = None) -> str:
