@@ -87,7 +87,11 @@ def test_sigkill_takeover_within_a_lease_duration_and_a_pass(replicas: Replicas)
     assert took < LEASE_DURATION + 2 * RETRY_PERIOD + 3.0, took
     replicas.drift(orphans[0], "drifted")
     wait_for(lambda: replicas.data(orphans[0]) == {"v": "1"}, timeout=15)
-    assert sorted(Counter(replicas.holders().values()).values()) == [4, 5]
+    # Bounded loads may move a target between the two survivors too: its Lease is free ("")
+    # for a retry period between one releasing it and the other acquiring it.
+    survivors = assignment(replicas.targets, NAMES[:2])
+    wait_for(lambda: replicas.holders() == survivors, timeout=LEASE_DURATION)
+    assert sorted(Counter(survivors.values()).values()) == [4, 5]
 
 
 def test_sigterm_hands_over_within_one_retry_period(replicas: Replicas) -> None:
