@@ -301,7 +301,7 @@ class _Stages:
             if step.kind is StepKind.DELETE:
                 info = self._info(step)
                 if info is not None:
-                    self._adapter.delete(info, step.key)
+                    self._adapter.delete(info, step.key, step.uid)
                 return ChangeSetEntry(step.key, Action.PRUNED, step.drift)
             if step.kind is StepKind.RELEASE:
                 info = self._info(step)

@@ -35,9 +35,9 @@ class FencedAdapter:
             self._fence()
         return self._inner.apply(manifest, dry_run=dry_run, force=force)
 
-    def delete(self, info: KindInfo, key: ResourceKey) -> None:
+    def delete(self, info: KindInfo, key: ResourceKey, uid: str = "") -> None:
         self._fence()
-        self._inner.delete(info, key)
+        self._inner.delete(info, key, uid)
 
     def release(self, info: KindInfo, key: ResourceKey) -> None:
         self._fence()

@@ -212,6 +212,9 @@ class PlanStep:
     desired: DesiredObject | None
     drift: DriftReport | None = None
     reason: str = ""  # "drift", "changed in git", "missing", "adopt", "not declared"
+    # For a deletion: the UID of the object the plan saw, so a namesake created since
+    # (by someone else, between the read and the write) is not deleted in its place.
+    uid: str = ""
 
 
 @dataclass(frozen=True)

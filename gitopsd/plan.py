@@ -162,7 +162,8 @@ def _prunes(
         elif key in adoption.adopted and not adoption.prune:
             deletions.append(PlanStep(StepKind.RELEASE, key, None, reason="not declared"))
         else:
-            deletions.append(PlanStep(StepKind.DELETE, key, None, reason="not declared"))
+            uid = str((current.manifest.get("metadata") or {}).get("uid") or "")
+            deletions.append(PlanStep(StepKind.DELETE, key, None, reason="not declared", uid=uid))
     return deletions, kept
 
 

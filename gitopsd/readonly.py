@@ -69,7 +69,7 @@ class ReadOnlyAdapter:
                 )
             return ApplyResult(manifest)
 
-    def delete(self, info: KindInfo, key: ResourceKey) -> None:
+    def delete(self, info: KindInfo, key: ResourceKey, uid: str = "") -> None:
         raise self._refused("delete", key)
 
     def release(self, info: KindInfo, key: ResourceKey) -> None:

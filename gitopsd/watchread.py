@@ -107,9 +107,9 @@ class Watched:
             self._cluster.own.wrote(key, version_of(result.manifest))
         return result
 
-    def delete(self, info: KindInfo, key: ResourceKey) -> None:
+    def delete(self, info: KindInfo, key: ResourceKey, uid: str = "") -> None:
         self._cluster.own.deleting(key)
-        self._inner.delete(info, key)
+        self._inner.delete(info, key, uid)
 
     def release(self, info: KindInfo, key: ResourceKey) -> None:
         self._cluster.own.deleting(key)  # without our labels it leaves the watch: DELETED

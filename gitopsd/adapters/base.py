@@ -60,8 +60,9 @@ class ClusterAdapter(Protocol):
     def apply(self, manifest: Manifest, *, dry_run: bool, force: bool) -> ApplyResult:
         """Server-side apply as gitopsd; `force` takes fields from other managers."""
 
-    def delete(self, info: KindInfo, key: ResourceKey) -> None:
-        """Delete one object; an object already gone is success."""
+    def delete(self, info: KindInfo, key: ResourceKey, uid: str = "") -> None:
+        """Delete one object; an object already gone is success. With `uid`, only that
+        object: one recreated under the same name since it was read is left alone."""
 
     def release(self, info: KindInfo, key: ResourceKey) -> None:
         """Remove gitopsd's labels and field ownership from one object, keeping it."""

@@ -46,6 +46,7 @@ from gitopsd.configread import FILE_ERRORS, file_problem
 from gitopsd.errors import (
     ClusterError,
     ClusterUnreachableError,
+    ConflictError,
     ForbiddenError,
     NotFoundError,
     UnavailableError,
@@ -409,11 +410,25 @@ class KubernetesAdapter:
             raise
         return ApplyResult(result)
 
-    def delete(self, info: KindInfo, key: ResourceKey) -> None:
-        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+    def delete(self, info: KindInfo, key: ResourceKey, uid: str = "") -> None:
+        body: dict[str, Any] = {
+            "kind": "DeleteOptions",
+            "apiVersion": "v1",
+            "propagationPolicy": "Background",
+        }
+        if uid:
+            body["preconditions"] = {"uid": uid}
         # Already gone is what we wanted.
         with contextlib.suppress(NotFoundError):
-            self._request("delete", "DELETE", _object_path(info, key), body=body, what=str(key))
+            try:
+                self._request("delete", "DELETE", _object_path(info, key), body=body, what=str(key))
+            except ConflictError as error:
+                raise ConflictError(
+                    f"{key}: not deleted: replaced by another object of that name since this "
+                    "pass read it; the next pass decides again",
+                    status=error.status,
+                    retryable=True,
+                ) from error
 
     def release(self, info: KindInfo, key: ResourceKey) -> None:
         live = self.get(info, key)

@@ -262,3 +262,45 @@ def test_ignore_rule_into_a_container_keeps_its_live_resources(rig: Rig, api_cli
     live = _apps(api_client).read_namespaced_deployment("web", rig.namespace)
     web = next(c for c in live.spec.template.spec.containers if c.name == "web")
     assert web.resources.limits == {"cpu": "1", "memory": "128Mi"}
+
+
+class _ReplacedBeforeDelete:
+    """The real adapter, except that someone else deletes and recreates the object (same
+    name, new UID, no gitopsd labels) between the pass's read and its delete."""
+
+    def __init__(self, inner: Any, api_client: Any, namespace: str) -> None:
+        self._inner, self._core, self._namespace = inner, _core(api_client), namespace
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def delete(self, info: Any, key: Any, uid: str = "") -> None:
+        self._core.delete_namespaced_config_map(key.name, self._namespace)
+        body = {"metadata": {"name": key.name}, "data": {"owner": "someone else"}}
+        self._core.create_namespaced_config_map(self._namespace, body)
+        self._inner.delete(info, key, uid)
+
+
+def test_prune_leaves_a_namesake_created_since_the_read(rig: Rig, api_client: Any) -> None:
+    rig.source.files["keep.yaml"] = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: keep}\n"
+    rig.source.files["old.yaml"] = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: old}\n"
+    assert rig.run().outcome is PassOutcome.CONVERGED
+    del rig.source.files["old.yaml"]
+    real = rig.adapter
+    rig.adapter = _ReplacedBeforeDelete(real, api_client, rig.namespace)  # type: ignore[assignment]
+
+    refused = rig.run()
+
+    assert refused.outcome is PassOutcome.FAILED
+    (entry,) = refused.changes.entries
+    assert (entry.key.name, entry.action) == ("old", Action.FAILED)
+    assert "replaced by another object of that name" in entry.error, entry.error
+    assert _core(api_client).read_namespaced_config_map("old", rig.namespace).data == {
+        "owner": "someone else"
+    }
+    rig.adapter = real
+    again = rig.run()  # the namesake carries no gitopsd labels: not the target's to prune
+    assert again.outcome is not PassOutcome.FAILED, again.error
+    assert _core(api_client).read_namespaced_config_map("old", rig.namespace).data == {
+        "owner": "someone else"
+    }

@@ -233,6 +233,17 @@ def test_prune_deletes_only_what_this_target_provably_owns(
     assert result.kept == (() if deleted else (key,))
 
 
+def test_a_deletion_names_the_uid_it_saw() -> None:
+    stray = manifest("ConfigMap", "old", "shop")
+    stray["metadata"]["uid"] = "0b5e-uid"
+    have = as_live(deployment(), stray)
+
+    result = plan([deployment()], have, frozenset(have))
+
+    (deletion,) = [s for s in result.steps if s.kind is StepKind.DELETE]
+    assert (deletion.key, deletion.uid) == (key_of(stray), "0b5e-uid")
+
+
 def test_target_given_explicitly_is_checked() -> None:
     stray = _undeclared(OURS)
     have = as_live(stray)

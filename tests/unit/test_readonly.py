@@ -45,7 +45,7 @@ class Memory:
     def describe_inventory(self, target: str) -> str:
         return f"ConfigMap ns/gitopsd-inventory-{target}"
 
-    def delete(self, info: KindInfo, key: ResourceKey) -> None:
+    def delete(self, info: KindInfo, key: ResourceKey, uid: str = "") -> None:
         self.calls.append("delete")
 
 
