@@ -82,12 +82,15 @@ class TargetRunner:
                 render_cache=cache,
                 fence=self._fence,
             )
-        if self._watches is None:
-            return self._reconciler.run(dry_run=dry_run, previews=previews, stop=stop)
-        with self._watches.pass_of(self.target.name) as done:
-            result = self._reconciler.run(dry_run=dry_run, previews=previews, stop=stop)
-            done(result)
-        return result
+        try:
+            if self._watches is None:
+                return self._reconciler.run(dry_run=dry_run, previews=previews, stop=stop)
+            with self._watches.pass_of(self.target.name) as done:
+                result = self._reconciler.run(dry_run=dry_run, previews=previews, stop=stop)
+                done(result)
+            return result
+        finally:
+            adapter.drop_idle_connections()
 
     def wait_health(self, *, timeout: float, stop: threading.Event | None = None) -> PassResult:
         """`gitopsd wait`: the health of what Git declares, once applied; writes nothing."""
