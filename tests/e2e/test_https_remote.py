@@ -4,7 +4,6 @@ Each run is its own process, so libgit2's process-wide trust store starts empty.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,21 +12,14 @@ import pytest
 from tests.e2e.conftest import Gitopsd, configmap
 from tests.support.git_fixtures import HTTP_USER
 from tests.support.git_remotes import RemoteFactory
-from tests.support.tls_remotes import Authority, GitHttpsServer
+from tests.support.tls_remotes import GitHttpsServer, serving_https
 
 
 @pytest.fixture
 def https_server(
     git_factory: RemoteFactory, tmp_path: Path, http_password: str
 ) -> Iterator[GitHttpsServer]:
-    ca = Authority.create(tmp_path / "ca", f"corp-ca-{uuid.uuid4().hex[:8]}")
-    server = GitHttpsServer(git_factory.repos, HTTP_USER, http_password, ca)
-    server.ca = ca  # type: ignore[attr-defined]
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serving_https(git_factory.repos, HTTP_USER, http_password, tmp_path / "ca")
 
 
 def test_validate_trusts_the_ca_file_and_names_the_remote_without_it(
@@ -35,7 +27,7 @@ def test_validate_trusts_the_ca_file_and_names_the_remote_without_it(
 ) -> None:
     gitopsd.remote.commit({"manifests/app.yaml": configmap("app", gitopsd.namespace, a="1")})
     url = https_server.https_url(gitopsd.remote.bare.name)
-    ca = str(https_server.ca.certificate)  # type: ignore[attr-defined]
+    ca = str(https_server.ca.certificate)
     gitopsd.write_config(gitopsd.target(repo=url, ca_file=ca))
     trusted = gitopsd.run("validate")
     assert trusted.returncode == 0, trusted.stderr

@@ -22,20 +22,9 @@ from gitopsd.source import GitSource
 from tests.source.conftest import MANIFESTS, MakeSource
 from tests.support.git_fixtures import HTTP_USER
 from tests.support.git_remotes import BareRemote, RemoteFactory
-from tests.support.tls_remotes import Authority, GitHttpsServer, Squid, Tinyproxy
+from tests.support.tls_remotes import Authority, GitHttpsServer, Squid, Tinyproxy, serving_https
 
 PROXY_USER = "bastion"
-
-
-def _server(factory: RemoteFactory, folder: Path, password: str) -> Iterator[GitHttpsServer]:
-    ca = Authority.create(folder, f"ca-{uuid.uuid4().hex[:8]}")
-    server = GitHttpsServer(factory.repos, HTTP_USER, password, ca)
-    server.ca = ca  # type: ignore[attr-defined]
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +32,9 @@ def https_server(
     git_factory: RemoteFactory, tmp_path_factory: pytest.TempPathFactory, http_password: str
 ) -> Iterator[GitHttpsServer]:
     """Served with a certificate from a CA the tests name in ca_file."""
-    yield from _server(git_factory, tmp_path_factory.mktemp("tls"), http_password)
+    yield from serving_https(
+        git_factory.repos, HTTP_USER, http_password, tmp_path_factory.mktemp("tls")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +42,9 @@ def untrusted_server(
     git_factory: RemoteFactory, tmp_path_factory: pytest.TempPathFactory, http_password: str
 ) -> Iterator[GitHttpsServer]:
     """Served with a certificate from a CA no target ever names."""
-    yield from _server(git_factory, tmp_path_factory.mktemp("tls-untrusted"), http_password)
+    yield from serving_https(
+        git_factory.repos, HTTP_USER, http_password, tmp_path_factory.mktemp("tls-untrusted")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +95,7 @@ def https_source(make_source: MakeSource, http_secret: SecretRef) -> Callable[..
 def test_an_https_remote_signed_by_the_ca_file_is_fetched(
     https_server: GitHttpsServer, remote: BareRemote, https_source: Callable[..., GitSource]
 ) -> None:
-    source = https_source(https_server, remote, ca_file=https_server.ca.certificate)  # type: ignore[attr-defined]
+    source = https_source(https_server, remote, ca_file=https_server.ca.certificate)
     assert source.fetch().commit == remote.head()
 
 
@@ -148,7 +141,7 @@ def test_a_configured_proxy_carries_the_fetch(
         https_server,
         remote,
         ca_file=https_server.ca.certificate,
-        proxy=proxy.url,  # type: ignore[attr-defined]
+        proxy=proxy.url,
     )
     assert source.fetch().commit == remote.head()
     assert f"CONNECT 127.0.0.1:{https_server.port} HTTP/1.1" in proxy.connects()[before:]
@@ -161,7 +154,7 @@ def test_https_proxy_is_honoured_and_no_proxy_bypasses_it(
     https_source: Callable[..., GitSource],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    ca = https_server.ca.certificate  # type: ignore[attr-defined]
+    ca = https_server.ca.certificate
     monkeypatch.setenv("HTTPS_PROXY", proxy.url)
     monkeypatch.delenv("https_proxy", raising=False)
     monkeypatch.delenv("NO_PROXY", raising=False)
@@ -186,7 +179,7 @@ def test_proxy_credentials_come_from_a_file_and_never_show(
     proxy_password: str,
     tmp_path: Path,
 ) -> None:
-    ca = https_server.ca.certificate  # type: ignore[attr-defined]
+    ca = https_server.ca.certificate
     secret = tmp_path / "proxy-password"
     secret.write_text("not-the-password\n")
     credentials = ProxyCredentials(PROXY_USER, password_file=secret)

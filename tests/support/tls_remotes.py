@@ -11,6 +11,8 @@ import ssl
 import subprocess
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +71,7 @@ class GitHttpsServer(GitHttpServer):
 
     def __init__(self, project_root: Path, username: str, password: str, ca: Authority) -> None:
         super().__init__(project_root, username, password)
+        self.ca = ca  # the tests name its certificate in ca_file, or leave it out
         certificate, key = ca.issue("git-server")
         self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._tls.load_cert_chain(certificate, key)
@@ -89,6 +92,19 @@ class GitHttpsServer(GitHttpServer):
 
     def https_url(self, repository: str) -> str:
         return f"https://127.0.0.1:{self.port}/{repository}"
+
+
+def serving_https(
+    project_root: Path, username: str, password: str, folder: Path
+) -> Iterator[GitHttpsServer]:
+    """For a fixture: a GitHttpsServer with a fresh CA made in `folder`, stopped afterwards."""
+    ca = Authority.create(folder, f"ca-{uuid.uuid4().hex[:8]}")
+    server = GitHttpsServer(project_root, username, password, ca)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 class Tinyproxy:
