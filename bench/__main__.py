@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench import report
 from bench.env import BenchEnv
+from bench.install import gitopsd_command
 from bench.scenarios import Scenarios, summary
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -41,6 +42,12 @@ def main() -> int:
         help="scenarios 1-3 at N = 100, 1000, 5000, 10000 (--objects is ignored); "
         "table, JSON and PNG under bench/results/",
     )
+    parser.add_argument(
+        "--dev-install",
+        action="store_true",
+        help="measure the gitopsd on PATH (the development install) instead of a runtime "
+        "environment with `pip install .` of this checkout (bench/install.py)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument(
         "--profile",
@@ -50,16 +57,18 @@ def main() -> int:
         "with pyinstrument into DIR",
     )
     args = parser.parse_args()
+    gitopsd_bin = gitopsd_command(args.dev_install, log)
     if args.curve:
         from bench.curve import SIZES, run_curve, write
 
-        out, text = write(run_curve(SIZES, args.repeat, args.rtt, log), args.rtt, RESULTS)
+        points = run_curve(SIZES, args.repeat, args.rtt, log, gitopsd_bin)
+        out, text = write(points, args.rtt, RESULTS)
         print(text)
         log(f"wrote {out}")
         return 0
     wanted = sorted({int(x) for x in args.scenarios.split(",") if x.strip()})
     root = Path(tempfile.mkdtemp(prefix="gitopsd-bench-"))
-    env = BenchEnv(root, args.objects, args.rtt)
+    env = BenchEnv(root, args.objects, args.rtt, gitopsd_bin)
     began = time.monotonic()
     log(f"work directory {root}; starting cluster and git server")
     env.start()
@@ -102,8 +111,9 @@ def main() -> int:
             "load_average_at_end": _load(),
         },
         "kubernetes": env.binaries.name,
-        "gitopsd": _gitopsd_source(),
+        "gitopsd": {**_gitopsd_source(), "command": gitopsd_bin},
         "wall_seconds": round(time.monotonic() - began, 1),
+        "delay_proxy_cpu_seconds": round(env.proxy_cpu_seconds, 2),
         "scenarios": results,
         "table": report.table(results).splitlines(),
         "targets": [{"target": t, "met": ok, "evidence": why} for t, ok, why in found],

@@ -25,13 +25,17 @@ RSS_TARGET_MIB = 500
 
 
 def run_curve(
-    sizes: tuple[int, ...], repeat: int, rtt_ms: float, log: Callable[[str], None]
+    sizes: tuple[int, ...],
+    repeat: int,
+    rtt_ms: float,
+    log: Callable[[str], None],
+    gitopsd_bin: str | None = None,
 ) -> list[dict[str, Any]]:
     """For each N, the summaries of scenarios 1-3."""
     points = []
     for n in sizes:
         root = Path(tempfile.mkdtemp(prefix=f"gitopsd-curve-{n}-"))
-        env = BenchEnv(root, n, rtt_ms)
+        env = BenchEnv(root, n, rtt_ms, gitopsd_bin)
         log(f"N = {n}: starting cluster and git server in {root}")
         env.start()
         try:

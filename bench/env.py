@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import secrets
-import shutil
 import ssl
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.audit import AuditLog
+from bench.install import gitopsd_command
 from bench.runner import Run, run_command
 from bench.workload import Workload
 from tests.support.cluster import ControlPlane, build, free_port
@@ -59,7 +59,9 @@ _RESOURCES = (
 
 
 class BenchEnv:
-    def __init__(self, root: Path, objects: int, rtt_ms: float = 0.0) -> None:
+    def __init__(
+        self, root: Path, objects: int, rtt_ms: float = 0.0, gitopsd_bin: str | None = None
+    ) -> None:
         self.root = root
         self.rtt_ms = rtt_ms
         self._proxies: list[subprocess.Popen[str]] = []
@@ -77,10 +79,11 @@ class BenchEnv:
         self.kubectl_dir = root / "kubectl-tree"
         self.env = {**os.environ, PASSWORD_ENV: self.password}
         self.env.pop("KUBECONFIG", None)
-        gitopsd = shutil.which("gitopsd")
-        assert gitopsd, "the gitopsd command is not installed (pip install -e .)"
-        self.gitopsd_bin = gitopsd
+        self.gitopsd_bin = gitopsd_bin or gitopsd_command(dev_install=False)
         self._context: ssl.SSLContext | None = None
+        # The delaying proxies' CPU over the whole run: they share the machine's cores
+        # with both tools and the server, which `tc netem` in the kernel would not.
+        self.proxy_cpu_seconds = 0.0
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -102,6 +105,7 @@ class BenchEnv:
         self.kubectl("apply", "--server-side", "-f", "-", stdin_text=APPLYSET_CRD)
 
     def stop(self) -> None:
+        self.proxy_cpu_seconds = _cpu_seconds(self._proxies)
         for proxy in self._proxies:
             proxy.kill()
             proxy.wait()
@@ -135,12 +139,7 @@ class BenchEnv:
 
     def server_cpu_seconds(self) -> float:
         """CPU time so far of kube-apiserver and etcd, from /proc/<pid>/stat."""
-        ticks = os.sysconf("SC_CLK_TCK")
-        total = 0
-        for process in self.plane.processes:
-            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        return total / ticks
+        return _cpu_seconds(self.plane.processes)
 
     # -- the two copies of the workload -------------------------------------------------
 
@@ -284,3 +283,13 @@ class BenchEnv:
                 listing = self.api("GET", f"{prefix}/namespaces/{namespace}/{plural}")
                 total += len((listing or {"items": []})["items"])
         return total
+
+
+def _cpu_seconds(processes: list[subprocess.Popen[Any]]) -> float:
+    """CPU time so far of running `processes`, from /proc/<pid>/stat."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for process in processes:
+        fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.audit import AuditLog
+from bench.install import gitopsd_command
 from bench.output import save_facts
 from bench.soak import PASSWORD_ENV, Daemon, World, _by_name, _missing_objects, log
 from tests.support.cluster import free_port
@@ -70,7 +71,11 @@ def main() -> int:
     parser.add_argument("--objects", type=int, default=20, help="objects per target")
     parser.add_argument("--interval", type=float, default=60.0, help="seconds")
     parser.add_argument("--idle", type=float, default=180.0, help="seconds watched idle")
+    parser.add_argument(
+        "--dev-install", action="store_true", help="run the gitopsd on PATH (bench/install.py)"
+    )
     args = parser.parse_args()
+    binary = gitopsd_command(args.dev_install, log)
     root = Path(tempfile.mkdtemp(prefix="gitopsd-many-"))
     world = World(root, args.targets, args.objects, audit=True)
     log(f"work directory {root}; {args.targets} targets x {args.objects} objects")
@@ -81,7 +86,7 @@ def main() -> int:
         config = world.config(root / "state", args.interval, port)
         env = {**os.environ, PASSWORD_ENV: world.password}
         env.pop("KUBECONFIG", None)
-        daemon = Daemon(config, port, root / "gitopsd.log", env)
+        daemon = Daemon(config, port, root / "gitopsd.log", env, binary)
         daemon.wait_http(120)
         seconds = converge(daemon, args.targets, timeout=900)
         converge_cpu = daemon.cpu_seconds()
@@ -93,6 +98,7 @@ def main() -> int:
             "targets": args.targets,
             "objects_per_target": args.objects,
             "interval_seconds": args.interval,
+            "gitopsd": binary,
             "converge_seconds": round(seconds, 1),
             "cpu_seconds_to_converge": round(converge_cpu, 2),
             "rss_mib_at_converge": round(peak_at_converge, 1),

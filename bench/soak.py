@@ -190,8 +190,15 @@ class Drifter:
 class Daemon:
     """`gitopsd --config FILE` as a subprocess, read through /proc and its HTTP listener."""
 
-    def __init__(self, config: Path, http_port: int, log_path: Path, env: dict[str, str]) -> None:
-        binary = shutil.which("gitopsd")
+    def __init__(
+        self,
+        config: Path,
+        http_port: int,
+        log_path: Path,
+        env: dict[str, str],
+        binary: str | None = None,
+    ) -> None:
+        binary = binary or shutil.which("gitopsd")
         assert binary, "the gitopsd command is not installed (pip install -e .)"
         self.url = f"http://127.0.0.1:{http_port}"
         self.log_path = log_path
