@@ -98,6 +98,7 @@ class Coordinator:
         registry: CollectorRegistry | None = None,
         on_acquired: Callable[[str], None] = lambda _name: None,
         busy: Callable[[str], bool] = lambda _name: False,
+        on_lost: Callable[[str, str], None] = lambda _name, _reason: None,
         once: bool = False,
     ) -> None:
         self.identity = settings.identity
@@ -111,6 +112,7 @@ class Coordinator:
         self._journal = journal
         self._metrics = _HaMetrics(registry)
         self._on_acquired = on_acquired
+        self._on_lost = on_lost
         self._busy = busy
         self._heartbeat_name = heartbeat_name(self.identity, once=once)
         self._lock = threading.Lock()  # guards everything below
@@ -353,6 +355,7 @@ class Coordinator:
     def _lost(self, target: str, *, reason: str) -> None:
         log.warning("lease_lost", target=target, identity=self.identity, reason=reason)
         self._record(target, "lease_lost", reason=reason)
+        self._on_lost(target, reason)
 
     def _record(self, target: str, event: str, **detail: str) -> None:
         if self._journal is None:

@@ -30,6 +30,7 @@ from gitopsd.clock import SYSTEM_CLOCK, Clock
 from gitopsd.config import Config, TargetSettings, load_config
 from gitopsd.errors import ConfigError, GitopsdError, NotOwnerError
 from gitopsd.metrics import Metrics
+from gitopsd.notifications import Event, lease_lost_event
 from gitopsd.notify import Notifier
 from gitopsd.ordered import DependencyTracker
 from gitopsd.passresult import PassResult
@@ -142,7 +143,7 @@ class Daemon:
         # Event-triggered passes: a drift seen by a watch asks for its target's pass.
         self._watches = watches
         if watches is not None:
-            watches.attach(self.trigger, self.board.metrics.registry)
+            watches.attach(self.trigger, self.board.metrics.registry, self.publish)
             self.backend.watches = watches
         self._jobs = _Jobs(clock)
         self._dependencies = DependencyTracker(config.targets, gated=not dry_run)
@@ -261,6 +262,11 @@ class Daemon:
             with contextlib.suppress(KeyError, NotOwnerError):
                 self.trigger(name)
 
+        identity = self.config.ha.identity
+
+        def lost(name: str, reason: str) -> None:
+            self.publish(lease_lost_event(name, self._clock.time(), identity, reason))
+
         self._ha = open_coordinator(
             self.config.ha,
             (t.name for t in self.config.targets),
@@ -268,6 +274,7 @@ class Daemon:
             registry=self.board.metrics.registry,
             on_acquired=acquired,
             busy=busy,
+            on_lost=lost,
             clock=self._clock,
         )
         self._factory = fenced_factory(self._factory, self._ha)
@@ -412,6 +419,10 @@ class Daemon:
 
     def next_run_at(self, name: str) -> float | None:
         return self._jobs.next_run_at(name)
+
+    def publish(self, event: Event) -> None:
+        """Queue, for the sinks of the configuration in force, an event no pass produced."""
+        self.outbox.publish_event(event)
 
     def trigger(self, target: str | None) -> list[str]:
         """Run `target` (every target when None) as soon as possible; KeyError if unknown."""

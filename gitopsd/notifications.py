@@ -35,19 +35,13 @@ class EventType(enum.Enum):
     PASS_FAILED = "pass_failed"
     TARGET_RECOVERED = "target_recovered"
     HEALTH_CHANGED = "health_changed"  # a workload went to or from progressing or degraded
-    # Named so configurations can be written against them; no pass produces them yet.
+    # Not from a pass: the watches saw another writer undo the same correction again and
+    # again (watching.py), or this replica stopped holding a target's Lease (coordinator.py).
     DRIFT_FIGHT = "drift_fight"
     LEASE_LOST = "lease_lost"
 
 
-EMITTED = frozenset(
-    {
-        EventType.DRIFT_CORRECTED,
-        EventType.PASS_FAILED,
-        EventType.TARGET_RECOVERED,
-        EventType.HEALTH_CHANGED,
-    }
-)
+EMITTED = frozenset(EventType)
 # The coarse healths (status.health_of) that say a workload is not up. `waiting` (for a
 # dependency) is left out: every daemon start has dependents wait for their dependency's
 # first pass, and the dependency's own health_changed is the news.
@@ -89,7 +83,9 @@ class Event:
     error: str | None = None
     health: str = "ok"
     previous_health: str | None = None
-    reason: str = ""  # health_changed: the worst object, or the dependency waited for
+    # health_changed: the worst object, or the dependency waited for; drift_fight and
+    # lease_lost: what happened
+    reason: str = ""
 
     @property
     def commit(self) -> str | None:
@@ -126,6 +122,22 @@ def pass_events(
     if written and not dry_run and result.outcome.applied:
         events.append(replace(base, type=EventType.DRIFT_CORRECTED, objects=written))
     return tuple(events)
+
+
+def fight_event(
+    target: str, at: float, entry: ChangeSetEntry, corrections: int, window: float
+) -> Event:
+    """Another writer keeps undoing gitopsd's correction of `entry`'s object."""
+    reason = (
+        f"corrected {corrections} times within {window:g}s and changed back each time; "
+        "find the other writer (managers) and stop it or add an ignore rule"
+    )
+    return Event(EventType.DRIFT_FIGHT, target, at, "drift_fight", objects=(entry,), reason=reason)
+
+
+def lease_lost_event(target: str, at: float, identity: str, reason: str) -> Event:
+    """This replica (`identity`) no longer holds `target`'s Lease; another may take it."""
+    return Event(EventType.LEASE_LOST, target, at, "lease_lost", reason=f"{identity}: {reason}")
 
 
 def _health(result: PassResult) -> str:
@@ -165,6 +177,11 @@ def describe(event: Event) -> str:
     if event.type is EventType.HEALTH_CHANGED:
         why = f": {one_line(event.reason)}" if event.reason else ""
         return f"{event.target}: {_health_move(event)}{where}{why}"
+    if event.type is EventType.DRIFT_FIGHT:
+        keys = ", ".join(str(e.key) for e in event.objects)
+        return f"{event.target}: drift fight over {keys}"
+    if event.type is EventType.LEASE_LOST:
+        return f"{event.target}: lease lost by {one_line(event.reason)}"
     return f"{event.target}: {event.type.value}{where}"
 
 
@@ -262,6 +279,7 @@ def webhook_body(event: Event, link_map: dict[str, str | None]) -> bytes:
         "health": event.health,
         "previous_health": event.previous_health,
         "error": event.error,
+        "reason": event.reason or None,
         "objects": [_object(entry) for entry in shown],
         "objects_total": len(event.objects),
         "links": link_map,
@@ -317,6 +335,8 @@ _SLACK_ICONS = {
     EventType.PASS_FAILED: ":x:",
     EventType.TARGET_RECOVERED: ":white_check_mark:",
     EventType.HEALTH_CHANGED: ":hourglass:",
+    EventType.DRIFT_FIGHT: ":crossed_swords:",
+    EventType.LEASE_LOST: ":warning:",
 }
 
 
@@ -357,6 +377,10 @@ def _headline(event: Event) -> str:
     if event.type is EventType.HEALTH_CHANGED:
         why = f": {_clip(one_line(event.reason), 500)}" if event.reason else ""
         return f"{_health_move(event)}{why}"
+    if event.type is EventType.DRIFT_FIGHT:
+        return f"drift fight: {_clip(event.reason, 500)}"
+    if event.type is EventType.LEASE_LOST:
+        return f"lease lost by {_clip(one_line(event.reason), 500)}"
     return str(event.type.value)
 
 

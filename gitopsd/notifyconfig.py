@@ -170,11 +170,6 @@ def _events(node: Section, kind: SinkType) -> frozenset[EventType]:
             event = EventType(name)
         except ValueError:
             raise node.error(f"{name!r} is not an event; events: {emitted}", key="events") from None
-        if event not in EMITTED:
-            raise node.error(
-                f"{name!r} is not emitted by this version of gitopsd yet; events: {emitted}",
-                key="events",
-            )
         events.add(event)
     return frozenset(events)
 

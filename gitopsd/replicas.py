@@ -32,6 +32,7 @@ def open_coordinator(
     registry: CollectorRegistry | None = None,
     on_acquired: Callable[[str], None] = lambda _name: None,
     busy: Callable[[str], bool] = lambda _name: False,
+    on_lost: Callable[[str, str], None] = lambda _name, _reason: None,
     once: bool = False,
     clock: Clock = SYSTEM_CLOCK,
 ) -> Coordinator:
@@ -47,6 +48,7 @@ def open_coordinator(
         registry=registry,
         on_acquired=on_acquired,
         busy=busy,
+        on_lost=on_lost,
         once=once,
     )
 

@@ -379,6 +379,13 @@ class Outbox:
             for message in sink.messages(result, events, repo):
                 sink.worker.put(message)
 
+    def publish_event(self, event: Event) -> None:
+        """Queue an event that no pass produced (a drift fight, a lost Lease)."""
+        repo = self._repos.get(event.target, "")
+        for sink in self._sinks:
+            if sink.wants(event):
+                sink.worker.put(sink.post(event, repo))
+
     def idle(self, timeout: float) -> bool:
         return all(sink.worker.idle(timeout) for sink in self._sinks)
 
@@ -402,9 +409,16 @@ class _Sink:
         if settings.type is SinkType.COMMIT_STATUS:
             message = self._commit_status(result, repo)
             return [message] if message is not None else []
-        return [self._post(event, repo) for event in events if event.type in settings.events]
+        return [self.post(event, repo) for event in events if event.type in settings.events]
 
-    def _post(self, event: Event, repo: str) -> Message:
+    def wants(self, event: Event) -> bool:
+        """Whether this sink sends `event` (a commit status says how a pass went, no more)."""
+        settings = self.spec.settings
+        if settings.targets and event.target not in settings.targets:
+            return False
+        return settings.type is not SinkType.COMMIT_STATUS and event.type in settings.events
+
+    def post(self, event: Event, repo: str) -> Message:
         settings = self.spec.settings
         link_map = links(event, status_url=settings.status_url, repo=repo)
         headers: dict[str, str] = {}

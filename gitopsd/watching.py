@@ -29,7 +29,8 @@ from gitopsd.adapters.watchcache import ClusterWatches, WatchEvent, WatchState, 
 from gitopsd.clock import SYSTEM_CLOCK, Clock
 from gitopsd.config import TargetSettings
 from gitopsd.errors import GitopsdError
-from gitopsd.model import FIELD_MANAGER, ResourceKey
+from gitopsd.model import FIELD_MANAGER, ChangeSetEntry, ResourceKey
+from gitopsd.notifications import Event, fight_event
 from gitopsd.passresult import PassResult
 from gitopsd.watchlogic import Coalescer, Fight, FightTracker
 from gitopsd.watchread import Watched, WatchedCluster, WatchesFactory, owner_of
@@ -75,6 +76,7 @@ class WatchHub:
         self._due = Coalescer()
         self._fights = FightTracker()
         self._trigger: Trigger | None = None
+        self._publish: Callable[[Event], None] = lambda _event: None
         self._wake = threading.Event()
         self._closed = threading.Event()
         self._timer = threading.Thread(target=self._fire_loop, name="watch-passes", daemon=True)
@@ -99,9 +101,16 @@ class WatchHub:
             registry=None,
         )
 
-    def attach(self, trigger: Trigger, registry: CollectorRegistry | None = None) -> None:
-        """Where due passes go (the daemon's trigger), and the registry /metrics serves."""
+    def attach(
+        self,
+        trigger: Trigger,
+        registry: CollectorRegistry | None = None,
+        publish: Callable[[Event], None] = lambda _event: None,
+    ) -> None:
+        """Where due passes go (the daemon's trigger), the registry /metrics serves, and
+        where a drift fight is told (the daemon's notification sinks)."""
         self._trigger = trigger
+        self._publish = publish
         if registry is not None:
             for metric in (
                 self.event_passes,
@@ -189,30 +198,34 @@ class WatchHub:
             self.latency.labels(name).observe(max(time.monotonic() - arrived, 0.0))
             with self._lock:  # the tracker is shared with the watch threads
                 fight = self._fights.corrected(entry.key, now)
-            if fight is None:
-                continue
-            drift = entry.drift
-            fields = list(drift.field_paths) if drift is not None else []
-            managers = sorted(
-                {o.manager for o in (drift.owners if drift else ()) if o.manager != FIELD_MANAGER}
-                | set(entry.lost_managers)
-            )
-            detail = {
-                "object": str(entry.key),
-                **entry.key.as_dict(),
-                "fields": fields,
-                "managers": managers,
-                "corrections": fight.corrections,
-                "window_seconds": self._fights.window,
-            }
-            log.warning("drift_fight", target=name, **detail)
-            if self._journal is not None:
-                try:
-                    self._journal.record_event(
-                        target=name, at=self._clock.time(), event="drift_fight", detail=detail
-                    )
-                except GitopsdError as error:
-                    log.warning("journal_failed", target=name, error=str(error))
+            if fight is not None:
+                self._report_fight(name, entry, fight)
+
+    def _report_fight(self, name: str, entry: ChangeSetEntry, fight: Fight) -> None:
+        """Log, journal and notify a fight once, naming the fields and the other writers."""
+        drift = entry.drift
+        fields = list(drift.field_paths) if drift is not None else []
+        managers = sorted(
+            {o.manager for o in (drift.owners if drift else ()) if o.manager != FIELD_MANAGER}
+            | set(entry.lost_managers)
+        )
+        detail = {
+            "object": str(entry.key),
+            **entry.key.as_dict(),
+            "fields": fields,
+            "managers": managers,
+            "corrections": fight.corrections,
+            "window_seconds": self._fights.window,
+        }
+        log.warning("drift_fight", target=name, **detail)
+        at = self._clock.time()
+        self._publish(fight_event(name, at, entry, fight.corrections, self._fights.window))
+        if self._journal is None:
+            return
+        try:
+            self._journal.record_event(target=name, at=at, event="drift_fight", detail=detail)
+        except GitopsdError as error:
+            log.warning("journal_failed", target=name, error=str(error))
 
     def fights(self, name: str) -> list[dict[str, Any]]:
         """The objects of `name` in a reported fight, for /status."""

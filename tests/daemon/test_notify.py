@@ -41,7 +41,7 @@ from gitopsd.model import (
     ResourceKey,
     Revision,
 )
-from gitopsd.notifications import HealthChange
+from gitopsd.notifications import HealthChange, fight_event, lease_lost_event
 from gitopsd.passresult import PassOutcome, PassResult
 from gitopsd.sinks import Outbox, read_specs
 from tests.daemon.receivers import (
@@ -364,6 +364,33 @@ def test_targets_and_events_filter_what_a_sink_gets(sinks: Sinks, clock: ManualC
         outbox.publish(failed(), HealthChange("ok", "failed"), dry_run=False)
         assert hook.wait_for(1) and outbox.idle(10)
     assert [(r.path, r.json()["event"]) for r in hook.requests] == [("/failures", "pass_failed")]
+
+
+def test_fights_and_lost_leases_go_to_the_sinks_that_asked(
+    sinks: Sinks, clock: ManualClock
+) -> None:
+    with serving(Receiver(clock, slack_check)) as chat, serving(Receiver(clock)) as hook:
+        (sinks.folder / "slack-url").write_text(f"{chat.url}/services/{URL_TOKEN}\n")
+        outbox = sinks.build(
+            f"""\
+            - {{name: ops, type: webhook, url: '{hook.url}/ops', events: [drift_fight, lease_lost]}}
+            - {{name: failures, type: webhook, url: '{hook.url}/failures', events: [pass_failed]}}
+            - {{name: chat, type: slack, url_file: slack-url}}
+            - {{name: gh, type: commit_status, forge: github, token_file: forge-token,
+               api_url: '{hook.url}/api'}}
+            """
+        )
+        outbox.publish_event(fight_event("web", START, drift(), 5, 300.0))
+        outbox.publish_event(lease_lost_event("web", START, "bastion-2", "held by bastion-1"))
+        assert hook.wait_for(2) and chat.wait_for(2) and outbox.idle(10)
+    got = [(r.path, r.json()["event"], r.json()["reason"]) for r in hook.requests]
+    assert got == [
+        ("/ops", "drift_fight", fight_event("web", START, drift(), 5, 300.0).reason),
+        ("/ops", "lease_lost", "bastion-2: held by bastion-1"),
+    ]
+    texts = [r.json()["text"] for r in chat.requests]
+    assert texts[0].startswith(":crossed_swords: *web*: drift fight: corrected 5 times")
+    assert texts[1] == ":warning: *web*: lease lost by bastion-2: held by bastion-1"
 
 
 def test_the_daemon_notifies_from_its_passes_and_never_waits_for_a_sink(tmp_path: Path) -> None:

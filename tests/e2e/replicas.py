@@ -34,6 +34,7 @@ class Replicas:
         self.targets = [f"t{n}" for n in range(count)]
         self.processes: dict[str, subprocess.Popen[str]] = {}
         self.ports: dict[str, int] = {}
+        self.notify = ""  # a `notify:` section every replica started from now on gets
         gitopsd.remote.commit(
             {f"manifests/{t}/cm.yaml": configmap(f"cm-{t}", self.ns, v="1") for t in self.targets}
         )
@@ -70,6 +71,7 @@ class Replicas:
             f"state_dir: {folder / 'state'}\ninterval: {interval}\nstop_timeout: 20s\n"
             + ha
             + http
+            + self.notify
             + "targets:\n"
             + targets
         )

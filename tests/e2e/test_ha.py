@@ -12,7 +12,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from gitopsd.clock import SYSTEM_CLOCK
 from gitopsd.leases import assignment
+from tests.daemon.receivers import Receiver, serving
 from tests.e2e.conftest import Gitopsd, wait_for
 from tests.e2e.replicas import FENCE_WINDOW, LEASE_DURATION, RETRY_PERIOD, Replicas
 from tests.support.tcp_proxy import TcpProxy
@@ -116,6 +118,24 @@ def test_sigterm_hands_over_within_one_retry_period(replicas: Replicas) -> None:
 def test_a_paused_replica_is_fenced_and_does_not_write_after_resuming(
     replicas: Replicas,
 ) -> None:
+    with serving(Receiver(SYSTEM_CLOCK)) as hook:
+        replicas.notify = (
+            f"notify:\n  - {{name: ops, type: webhook, url: '{hook.url}/ops', "
+            "events: [lease_lost]}\n"
+        )
+        shares = _paused_and_resumed(replicas)
+
+        def told() -> set[str]:  # the targets r0 said it lost, in webhook bodies
+            bodies = [r.json() for r in list(hook.requests)]
+            return {b["target"] for b in bodies if b["reason"].startswith("r0: ")}
+
+        wait_for(lambda: told() >= set(shares["r0"]), timeout=15)
+    assert {r.json()["event"] for r in hook.requests} == {"lease_lost"}
+
+
+def _paused_and_resumed(replicas: Replicas) -> dict[str, list[str]]:
+    """SIGSTOP the replica r0 until the others hold its targets, drift them, resume it:
+    it writes nothing, journals each target lost and takes its share back; the shares."""
     shares = _started(replicas)
     paused = replicas.processes["r0"]
     paused.send_signal(signal.SIGSTOP)
@@ -146,6 +166,7 @@ def test_a_paused_replica_is_fenced_and_does_not_write_after_resuming(
     for target, _, ended in replicas.writes("r0"):
         if target in shares["r0"] and ended > stopped_at:
             assert target in regained and regained[target] <= ended, (target, ended, regained)
+    return shares
 
 
 def test_a_joining_replica_takes_about_a_third_each_moved_once(replicas: Replicas) -> None:

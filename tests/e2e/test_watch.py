@@ -14,7 +14,10 @@ from typing import Any
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
+from gitopsd.clock import SYSTEM_CLOCK
 from gitopsd.journal import Journal
+from gitopsd.watchlogic import FIGHT_CORRECTIONS
+from tests.daemon.receivers import Receiver, serving
 from tests.e2e.conftest import Gitopsd, configmap, wait_for
 from tests.e2e.test_daemon import SECRET, http_extra, post
 
@@ -62,9 +65,9 @@ def _status(gitopsd: Gitopsd) -> dict[str, Any]:
         return dict(json.loads(response.read()))
 
 
-def _start(gitopsd: Gitopsd, api_client: Any) -> None:
+def _start(gitopsd: Gitopsd, api_client: Any, notify: str = "") -> None:
     gitopsd.remote.commit(_app(gitopsd.namespace))
-    gitopsd.write_config(extra=http_extra(gitopsd, webhook=True), interval="1h")
+    gitopsd.write_config(extra=http_extra(gitopsd, webhook=True) + notify, interval="1h")
     gitopsd.start()
     core = client.CoreV1Api(api_client)
     wait_for(lambda: core.read_namespaced_service("web", gitopsd.namespace))
@@ -140,8 +143,24 @@ def test_own_writes_trigger_no_pass(gitopsd: Gitopsd, api_client: Any) -> None:
     assert _sum(gitopsd, "gitopsd_passes_total") == passes + 1
 
 
-def test_a_fight_backs_off_and_is_journaled_once(gitopsd: Gitopsd, api_client: Any) -> None:
-    _start(gitopsd, api_client)
+def test_a_fight_backs_off_and_is_journaled_and_notified_once(
+    gitopsd: Gitopsd, api_client: Any
+) -> None:
+    with serving(Receiver(SYSTEM_CLOCK)) as hook:
+        sink = f"{{name: ops, type: webhook, url: '{hook.url}/ops', events: [drift_fight]}}"
+        _start(gitopsd, api_client, notify=f"\nnotify:\n  - {sink}")
+        _fight(gitopsd, api_client)
+        wait_for(lambda: hook.requests)
+    [told] = [r.json() for r in hook.requests]
+    assert told["event"] == "drift_fight" and told["target"] == "app"
+    [settings] = told["objects"]
+    assert (settings["kind"], settings["name"]) == ("ConfigMap", "settings")
+    assert "looper" in settings["managers"]
+    assert told["reason"].startswith(f"corrected {FIGHT_CORRECTIONS} times within")
+
+
+def _fight(gitopsd: Gitopsd, api_client: Any) -> None:
+    """Another writer keeps a ConfigMap's value its own: one fight, backed off, journaled."""
     ns, core = gitopsd.namespace, client.CoreV1Api(api_client)
     stop, writes = threading.Event(), [0]
 

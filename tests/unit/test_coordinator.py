@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -78,11 +79,18 @@ def store() -> MemoryLeases:
 
 
 def _replica(
-    name: str, store: MemoryLeases, clock: ManualClock, journal: Journal | None = None
+    name: str,
+    store: MemoryLeases,
+    clock: ManualClock,
+    journal: Journal | None = None,
+    on_lost: Callable[[str, str], None] = lambda _name, _reason: None,
 ) -> tuple[Coordinator, Link]:
     link = Link(store)
     settings = HaSettings(identity=name)
-    return Coordinator(settings, link, TARGETS, clock=clock, journal=journal), link
+    coordinator = Coordinator(
+        settings, link, TARGETS, clock=clock, journal=journal, on_lost=on_lost
+    )
+    return coordinator, link
 
 
 def _rounds(replicas: list[Coordinator], clock: ManualClock, n: int = 3) -> None:
@@ -130,7 +138,8 @@ def test_a_replica_that_cannot_renew_is_fenced_and_loses_once(
     store: MemoryLeases, clock: ManualClock, tmp_path: Path
 ) -> None:
     journal = Journal.open(tmp_path)
-    a, link = _replica("a", store, clock, journal)
+    told: list[tuple[str, str]] = []  # what the daemon's notification sinks are given
+    a, link = _replica("a", store, clock, journal, on_lost=lambda t, why: told.append((t, why)))
     a.tick()
     clock.advance(1.0)
     assert all(a.owns(t) for t in TARGETS)
@@ -146,6 +155,8 @@ def test_a_replica_that_cannot_renew_is_fenced_and_loses_once(
         clock.advance(2.0)
     lost = [e for e in journal.events() if e["event"] == "lease_lost"]
     assert sorted(e["target"] for e in lost) == TARGETS  # once each
+    assert sorted(t for t, _ in told) == TARGETS
+    assert all(why.startswith("heartbeat not renewed for") for _, why in told), told
     link.cut = False
     a.tick()  # renewed: the Leases, still naming a, are taken back through a write
     assert all(a.owns(t) for t in TARGETS)

@@ -30,6 +30,8 @@ from gitopsd.notifications import (
     commit_state,
     commit_status_request,
     dedupe_key,
+    fight_event,
+    lease_lost_event,
     pass_events,
     repository_of,
     sign,
@@ -107,6 +109,7 @@ def test_webhook_body_is_the_documented_document() -> None:
         "health",
         "previous_health",
         "error",
+        "reason",
         "objects",
         "objects_total",
         "links",
@@ -275,3 +278,28 @@ def test_equal_events_share_a_dedupe_key() -> None:
     other = result(PassOutcome.FAILED, error=RenderError("worse"))
     (three,) = pass_events(other, None, dry_run=False)
     assert dedupe_key(one) == dedupe_key(two) != dedupe_key(three)
+
+
+def test_a_drift_fight_names_the_object_its_fields_and_the_other_writer() -> None:
+    event = fight_event("web", 1_000_000.0, corrected(manager="looper"), 5, 300.0)
+    body = json.loads(webhook_body(event, {"status": None, "commit": None}))
+    assert body["event"] == "drift_fight" and body["outcome"] == "drift_fight"
+    assert body["summary"] == "web: drift fight over ConfigMap prod/app"
+    assert body["reason"].startswith("corrected 5 times within 300s and changed back each time")
+    [app] = body["objects"]
+    assert app["managers"] == ["looper"] and app["fields"][0]["path"] == "/data/v"
+    text = slack_text(event, {})
+    assert text.startswith(":crossed_swords: *web*: drift fight: corrected 5 times")
+    assert "• corrected ConfigMap prod/app: /data/v (changed by looper)" in text
+
+
+def test_a_lost_lease_names_the_replica_and_why() -> None:
+    event = lease_lost_event("web", 1_000_000.0, "bastion-2", "held by bastion-1")
+    body = json.loads(webhook_body(event, {"status": None, "commit": None}))
+    assert body["event"] == "lease_lost" and body["revision"] is None and body["objects"] == []
+    assert body["summary"] == "web: lease lost by bastion-2: held by bastion-1"
+    assert body["reason"] == "bastion-2: held by bastion-1"
+    assert slack_text(event, {}) == ":warning: *web*: lease lost by bastion-2: held by bastion-1"
+    again = lease_lost_event("web", 1_000_030.0, "bastion-2", "heartbeat not renewed for 9.1s")
+    assert dedupe_key(again) == dedupe_key(event)  # one alert per window, not per round
+    assert dedupe_key(lease_lost_event("api", 1.0, "bastion-2", "x")) != dedupe_key(event)
