@@ -8,6 +8,7 @@ from drift. The hub in watching.py decides what an event means.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -34,7 +35,8 @@ _Inventories = tuple[StoredInventory, Mapping[str, StoredInventory]]
 
 
 class WatchedCluster:
-    """One cluster's watches, and the writes gitopsd made there that they have not echoed."""
+    """One cluster's watches, the writes gitopsd made there that they have not echoed, and
+    the inventories its targets last read."""
 
     def __init__(
         self,
@@ -44,6 +46,44 @@ class WatchedCluster:
     ) -> None:
         self.watches = factory(settings, sink)
         self.own = OwnWrites()
+        self.inventories = SharedInventories()
+
+
+class SharedInventories:
+    """Every target's decoded inventory in a namespace, as one pass read them, for the
+    passes of the other targets there while the ConfigMaps keep those versions.
+
+    One copy per namespace: each target's pass reads every inventory (ownership), and a
+    copy per target made the memory grow with the square of the number of targets.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._read: dict[str, tuple[frozenset[tuple[str, str]], dict[str, StoredInventory]]] = {}
+
+    def get(
+        self, namespace: str, versions: frozenset[tuple[str, str]], target: str
+    ) -> _Inventories | None:
+        """`target`'s inventory and the others', if they were read at exactly `versions`."""
+        with self._lock:
+            found = self._read.get(namespace)
+        if found is None or found[0] != versions:
+            return None
+        by_owner = found[1]
+        others = {owner: stored for owner, stored in by_owner.items() if owner != target}
+        return by_owner.get(target, StoredInventory()), others
+
+    def put(
+        self,
+        namespace: str,
+        versions: frozenset[tuple[str, str]],
+        target: str,
+        loaded: _Inventories,
+    ) -> None:
+        own, others = loaded
+        by_owner = {**others, **({target: own} if own.version else {})}
+        with self._lock:
+            self._read[namespace] = (versions, by_owner)
 
 
 def owner_of(manifest: Manifest | None) -> str:
@@ -64,7 +104,6 @@ class Watched:
         note: Callable[[str, tuple[str, str], bool], None],
     ) -> None:
         self._inner, self._cluster, self._target, self._note = inner, cluster, target, note
-        self._memo: tuple[frozenset[tuple[str, str]], _Inventories] | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -92,12 +131,13 @@ class Watched:
             return self._inner.load_inventories(target)
         namespace = self._target.inventory_namespace
         before = _inventory_versions(watch.objects(), namespace)
-        if self._memo is not None and self._memo[0] == before:
-            return self._memo[1]
+        shared = self._cluster.inventories.get(namespace, before, target)
+        if shared is not None:
+            return shared
         loaded = self._inner.load_inventories(target)
         after = _inventory_versions(watch.objects(), namespace)
         if after == before and _matches(loaded, target, after):
-            self._memo = (after, loaded)
+            self._cluster.inventories.put(namespace, after, target, loaded)
         return loaded
 
     def apply(self, manifest: Manifest, *, dry_run: bool, force: bool) -> ApplyResult:

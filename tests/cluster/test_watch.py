@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -20,6 +20,7 @@ from gitopsd.reconcile import Reconciler
 from gitopsd.watching import WatchHub
 from gitopsd.watchread import Watched
 from tests.cluster.conftest import Rig, read_testdata
+from tests.support.sources import FilesSource
 from tests.support.waiting import wait_until
 
 
@@ -82,6 +83,41 @@ def test_no_change_pass_with_synced_caches_makes_zero_requests(watching: Watchin
         assert result.outcome is PassOutcome.IN_SYNC, result.error
         assert sum(result.requests.values()) == 0, result.requests
     assert watching.asked() == []  # the first pass's own writes asked for no pass
+
+
+def test_targets_of_one_cluster_share_the_inventories_they_read(watching: Watching) -> None:
+    """Each pass reads every inventory of the namespace (ownership): one decoded copy serves
+    the targets of a cluster, so a pass after another target's reads makes no request."""
+    rig = watching.rig
+    other = replace(rig.settings, name=f"other-{rig.unique}")
+    source = FilesSource()
+    source.files["app/cm.yaml"] = (
+        f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: other-{rig.unique}}}\n"
+        "data: {v: '1'}\n"
+    )
+    reads = watching.hub.adapter(other, rig.adapter, 3600.0)
+
+    def other_pass() -> PassResult:
+        reconciler = Reconciler(other, source, reads, rig.journal)
+        with watching.hub.pass_of(other.name) as done:
+            result = reconciler.run()
+            done(result)
+        return result
+
+    assert watching.run().outcome is PassOutcome.CONVERGED
+    _settled(watching)
+    assert other_pass().outcome is PassOutcome.CONVERGED  # writes its inventory: new versions
+
+    def quiet() -> PassResult | None:
+        result = other_pass()
+        return result if sum(result.requests.values()) == 0 else None
+
+    wait_until(quiet, "a pass of the other target without a request", timeout=20, every=0.1)
+    # The inventories changed since this target last read them; the other target's read of
+    # them is current, and serves this pass too.
+    result = watching.run()
+    assert result.outcome is PassOutcome.IN_SYNC, result.error
+    assert sum(result.requests.values()) == 0, result.requests
 
 
 def test_a_change_by_someone_else_asks_for_a_pass_that_corrects_it(
