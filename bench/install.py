@@ -12,15 +12,15 @@ measures the development install instead.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.support.tools import cache_root
+
 ROOT = Path(__file__).resolve().parents[1]
-_CACHE = Path(os.environ.get("GITOPSD_CLUSTER_CACHE", Path.home() / ".cache" / "gitopsd"))
 _DONE = "installed-from"
 
 
@@ -31,7 +31,7 @@ def gitopsd_command(dev_install: bool, log: Callable[[str], None] = print) -> st
         found = shutil.which("gitopsd")
         assert found, "the gitopsd command is not installed (pip install -e .)"
         return found
-    venv = _CACHE / "bench-runtime" / _source_digest()
+    venv = cache_root() / "bench-runtime" / _source_digest()
     binary = venv / "bin" / "gitopsd"
     if (venv / _DONE).exists():
         return str(binary)

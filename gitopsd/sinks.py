@@ -404,12 +404,12 @@ class _Sink:
 
     def messages(self, result: PassResult, events: Iterable[Event], repo: str) -> list[Message]:
         settings = self.spec.settings
-        if settings.targets and result.target not in settings.targets:
-            return []
         if settings.type is SinkType.COMMIT_STATUS:
+            if settings.targets and result.target not in settings.targets:
+                return []
             message = self._commit_status(result, repo)
             return [message] if message is not None else []
-        return [self.post(event, repo) for event in events if event.type in settings.events]
+        return [self.post(event, repo) for event in events if self.wants(event)]
 
     def wants(self, event: Event) -> bool:
         """Whether this sink sends `event` (a commit status says how a pass went, no more)."""

@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.tools import cache_root
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GO_MODULE = REPO_ROOT / "scripts" / "cluster"
 BINARIES = ("etcd", "kube-apiserver", "kubectl")
@@ -45,8 +47,7 @@ def kubernetes_version() -> str:
 
 def cache_dir() -> Path:
     """Where built binaries live, keyed by the Kubernetes version."""
-    base = Path(os.environ.get("GITOPSD_CLUSTER_CACHE", Path.home() / ".cache" / "gitopsd"))
-    return base / "cluster" / kubernetes_version()
+    return cache_root() / "cluster" / kubernetes_version()
 
 
 def build(*, log: bool = True) -> Path:

@@ -45,10 +45,14 @@ HELM = Tool(
 TOOLS = (KUSTOMIZE, HELM)
 
 
+def cache_root() -> Path:
+    """Where everything built for the tests and benchmarks is kept between runs."""
+    return Path(os.environ.get("GITOPSD_CLUSTER_CACHE", Path.home() / ".cache" / "gitopsd"))
+
+
 def tool_dir(tool: Tool) -> Path:
     """Where one tool's binary lives, keyed by its version."""
-    base = Path(os.environ.get("GITOPSD_CLUSTER_CACHE", Path.home() / ".cache" / "gitopsd"))
-    return base / tool.name / tool.version
+    return cache_root() / tool.name / tool.version
 
 
 def tool_path(tool: Tool) -> Path:
